@@ -24,7 +24,6 @@ setup(
     maintainer_email="maintainers@flownet-ros.invalid",
     description="FlowNetC optical flow for ROS 2",
     license="Apache-2.0",
-    tests_require=["pytest"],
     entry_points={
         "console_scripts": [
             "flownet_node = flownet_ros.ros.node:main",

@@ -1,0 +1,119 @@
+"""FlowEstimator: any input size, correct rescaling of u and v, normalisation, input checks."""
+
+import numpy as np
+import pytest
+import torch
+
+from flownet_ros.inference import FlowEstimator
+from flownet_ros.inference.postprocess import resize_flow
+from flownet_ros.inference.preprocess import network_size, normalize_pair
+from flownet_ros.models import ModelSpec, save_checkpoint
+from flownet_ros.models.flownet import FlowNetC
+
+
+class ConstantFlow(torch.nn.Module):
+    """Stands in for a network: returns (u, v) = (8, 4) network pixels and records its input."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def forward(self, a, b):
+        self.seen.append((a.clone(), b.clone()))
+        flow = torch.zeros(a.shape[0], 2, *a.shape[-2:])
+        flow[:, 0], flow[:, 1] = 8.0, 4.0
+        return flow
+
+
+def rand_img(h, w, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def test_network_size_rounds_to_multiples_of_64():
+    assert network_size(480, 640) == (512, 640)
+    assert network_size(100, 150) == (128, 128)
+    assert network_size(20, 20) == (64, 64)
+    assert network_size(480, 640, (384, 512)) == (384, 512)
+    assert network_size(480, 640, (0, 0)) == (512, 640)
+
+
+@pytest.mark.parametrize("size", [(100, 150), (480, 640), (64, 64)])
+def test_flow_is_rescaled_to_input_pixels(size):
+    model = ConstantFlow()
+    est = FlowEstimator(model, ModelSpec(), device="cpu")
+    flow = est.estimate(rand_img(*size), rand_img(*size, seed=1))
+    net_h, net_w = network_size(*size)
+    assert flow.shape == size + (2,) and flow.dtype == np.float32
+    np.testing.assert_allclose(flow[..., 0], 8.0 * size[1] / net_w, rtol=1e-5)
+    np.testing.assert_allclose(flow[..., 1], 4.0 * size[0] / net_h, rtol=1e-5)
+    assert model.seen[-1][0].shape[-2:] == (net_h, net_w)
+
+
+def test_inference_size_is_what_the_network_sees():
+    model = ConstantFlow()
+    est = FlowEstimator(model, ModelSpec(), device="cpu", inference_size=(192, 256))
+    flow = est.estimate(rand_img(480, 640), rand_img(480, 640))
+    assert model.seen[-1][0].shape[-2:] == (192, 256)
+    np.testing.assert_allclose(flow[0, 0], [8.0 * 640 / 256, 4.0 * 480 / 192], rtol=1e-5)
+
+
+def test_resize_flow_scales_components_independently():
+    flow = torch.zeros(1, 2, 10, 20)
+    flow[:, 0], flow[:, 1] = 1.0, 2.0
+    out = resize_flow(flow, (30, 80))
+    assert out.shape == (1, 2, 30, 80)
+    torch.testing.assert_close(out[0, 0], torch.full((30, 80), 4.0))
+    torch.testing.assert_close(out[0, 1], torch.full((30, 80), 6.0))
+
+
+def test_sample_mean_normalisation_and_colour_order():
+    t1 = torch.rand(1, 3, 8, 8) * 255
+    t2 = torch.rand(1, 3, 8, 8) * 255
+    a, b = normalize_pair(t1, t2, ModelSpec(normalization="sample_mean"))
+    torch.testing.assert_close((a.mean(dim=(2, 3)) + b.mean(dim=(2, 3))) / 2, torch.zeros(1, 3), atol=1e-6, rtol=0)
+    torch.testing.assert_close(a - b, (t1 - t2) / 255)
+    # BGR input to an RGB network is flipped to RGB first.
+    a_bgr, _ = normalize_pair(t1.flip(1), t2.flip(1), ModelSpec(), input_order="bgr")
+    torch.testing.assert_close(a_bgr, a)
+
+
+def test_fixed_mean_normalisation():
+    spec = ModelSpec(normalization="fixed_mean", mean=(0.411, 0.432, 0.45))
+    t = torch.full((1, 3, 2, 2), 255.0)
+    a, _ = normalize_pair(t, t, spec)
+    torch.testing.assert_close(a[0, :, 0, 0], torch.tensor([1 - 0.411, 1 - 0.432, 1 - 0.45]))
+
+
+def test_batched_equals_single(tmp_path):
+    torch.manual_seed(0)
+    spec = ModelSpec(width=0.125)
+    path = save_checkpoint(tmp_path / "tiny.pt", FlowNetC(width=0.125), spec)
+    est = FlowEstimator.from_checkpoint(str(path), device="cpu")
+    imgs1 = np.stack([rand_img(70, 90, s) for s in range(3)])
+    imgs2 = np.stack([rand_img(70, 90, s + 10) for s in range(3)])
+    batch = est.estimate_batch(imgs1, imgs2, batch_size=2)
+    assert batch.shape == (3, 70, 90, 2)
+    for i in range(3):
+        np.testing.assert_allclose(batch[i], est.estimate(imgs1[i], imgs2[i]), atol=1e-4)
+    assert "flownetc width 0.125" in est.description
+
+
+@pytest.mark.parametrize("img1,img2,match", [
+    (np.zeros((10, 10, 3), np.uint8), np.zeros((10, 12, 3), np.uint8), "sizes differ"),
+    (np.zeros((10, 10, 3), np.float32), np.zeros((10, 10, 3), np.float32), "uint8"),
+    (np.zeros((10, 10, 4), np.uint8), np.zeros((10, 10, 4), np.uint8), "HxWx3"),
+    (np.zeros((10, 10), np.uint8), np.zeros((10, 10), np.uint8), "HxWx3"),
+    (np.zeros((0, 10, 3), np.uint8), np.zeros((0, 10, 3), np.uint8), "empty"),
+])
+def test_bad_inputs_raise_value_error(img1, img2, match):
+    est = FlowEstimator(ConstantFlow(), ModelSpec(), device="cpu")
+    with pytest.raises(ValueError, match=match):
+        est.estimate(img1, img2)
+
+
+def test_bad_settings():
+    with pytest.raises(ValueError, match="precision"):
+        FlowEstimator(ConstantFlow(), ModelSpec(), device="cpu", precision="int8")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            FlowEstimator(ConstantFlow(), ModelSpec(), device="cuda")
