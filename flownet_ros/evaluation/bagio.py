@@ -1,0 +1,344 @@
+"""rosbag2 input/output with ``rosbags``: sqlite3 and mcap, a bag directory or a single file.
+
+Every failure to read a bag, or to find what was asked for in it, raises :class:`BagError`
+(a ``ValueError``) whose message names the bag, so a CLI can print it and exit.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+
+from rosbags.highlevel import AnyReader
+from rosbags.rosbag2 import StoragePlugin, Writer
+from rosbags.typesys import Stores, get_typestore
+
+IMAGE = "sensor_msgs/msg/Image"
+COMPRESSED = "sensor_msgs/msg/CompressedImage"
+IMAGE_TYPES = (IMAGE, COMPRESSED)
+FLOW_ENCODING = "32FC2"
+#: Image encodings that are not camera pictures (flow, depth, disparity): never auto-detected as input.
+NON_CAMERA_ENCODINGS = ("32FC", "64FC", "16UC1", "16SC1", "32SC")
+STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
+TYPESTORE = get_typestore(Stores.ROS2_KILTED)
+
+
+class BagError(ValueError):
+    """A bag cannot be read or written, or lacks the topic asked for. The message names the bag."""
+
+
+def stamp_to_ns(stamp: Any) -> int:
+    """builtin_interfaces/Time (rosbags or rclpy) -> integer nanoseconds."""
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
+def ns_to_stamp(ns: int):
+    """Integer nanoseconds -> rosbags builtin_interfaces/msg/Time."""
+    time_cls = TYPESTORE.types["builtin_interfaces/msg/Time"]
+    return time_cls(sec=int(ns) // 1_000_000_000, nanosec=int(ns) % 1_000_000_000)
+
+
+def make_header(stamp_ns: int, frame_id: str):
+    """rosbags std_msgs/msg/Header with ``stamp_ns`` nanoseconds."""
+    return TYPESTORE.types["std_msgs/msg/Header"](stamp=ns_to_stamp(stamp_ns), frame_id=frame_id)
+
+
+@dataclass
+class BagMessage:
+    """One message: ``time_ns`` is the bag (receive) time, ``raw`` the CDR bytes; ``msg`` decodes lazily."""
+
+    topic: str
+    msgtype: str
+    time_ns: int
+    raw: bytes
+    _reader: "BagReader"
+    _msg: Any = None
+
+    @property
+    def msg(self) -> Any:
+        if self._msg is None:
+            self._msg = self._reader.deserialize(self.raw, self.msgtype)
+        return self._msg
+
+    @property
+    def stamp_ns(self) -> int:
+        """header.stamp in nanoseconds (messages with a header only)."""
+        return stamp_to_ns(self.msg.header.stamp)
+
+
+class BagReader:
+    """Reads a rosbag2 bag (directory with metadata.yaml, or a single ``.mcap`` / ``.db3`` file).
+
+    Use as a context manager. ``topics`` maps topic -> message type; ``messages(topics)`` yields
+    :class:`BagMessage` in bag-time order.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        if not self.path.exists():
+            raise BagError(f"bag {self.path} does not exist")
+        if self.path.is_dir() and not (self.path / "metadata.yaml").is_file():
+            files = sorted(p.name for p in self.path.iterdir() if p.suffix in (".mcap", ".db3"))
+            if len(files) != 1:
+                raise BagError(f"bag {self.path}: directory without metadata.yaml"
+                               + (f" and with several storage files {files}" if files else
+                                  " and without a .mcap or .db3 file"))
+            self.path = self.path / files[0]
+        self._reader: Optional[AnyReader] = None
+
+    def __enter__(self) -> "BagReader":
+        self.open()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _fail(self, what: str, err: BaseException) -> BagError:
+        detail = str(err) or type(err).__name__
+        return BagError(f"bag {self.path}: {what}: {detail}")
+
+    def open(self) -> None:
+        try:
+            self._reader = AnyReader([self.path], default_typestore=TYPESTORE)
+            self._reader.open()
+        except BagError:
+            raise
+        except Exception as err:  # rosbags, sqlite3, mcap and yaml errors all mean "not a readable bag"
+            self._reader = None
+            raise self._fail("cannot open (corrupt or not a rosbag2 bag)", err) from err
+
+    def close(self) -> None:
+        if self._reader is not None:
+            reader, self._reader = self._reader, None
+            try:
+                reader.close()
+            except Exception:  # closing a half-broken bag must not mask the original error
+                pass
+
+    @property
+    def reader(self) -> AnyReader:
+        if self._reader is None:
+            raise BagError(f"bag {self.path} is not open")
+        return self._reader
+
+    @property
+    def topics(self) -> Dict[str, str]:
+        """topic -> message type (e.g. ``sensor_msgs/msg/Image``)."""
+        return {t: info.msgtype or "?" for t, info in self.reader.topics.items()}
+
+    def message_count(self, topic: str) -> int:
+        info = self.reader.topics.get(topic)
+        return int(info.msgcount) if info is not None else 0
+
+    def deserialize(self, raw: bytes, msgtype: str) -> Any:
+        try:
+            return self.reader.deserialize(raw, msgtype)
+        except Exception as err:
+            raise self._fail(f"cannot decode a {msgtype} message", err) from err
+
+    def messages(self, topics: Iterable[str]) -> Iterator[BagMessage]:
+        """Messages of ``topics`` in bag-time order; unknown topics raise :class:`BagError`."""
+        topics = list(topics)
+        missing = [t for t in topics if t not in self.topics]
+        if missing:
+            raise BagError(f"bag {self.path} has no topic {', '.join(missing)}; "
+                           f"topics: {describe_topics(self.topics)}")
+        conns = [c for c in self.reader.connections if c.topic in topics]
+        try:
+            for conn, t_ns, raw in self.reader.messages(connections=conns):
+                yield BagMessage(conn.topic, conn.msgtype, int(t_ns), bytes(raw), self)
+        except BagError:
+            raise
+        except Exception as err:
+            raise self._fail("cannot read messages (corrupt bag)", err) from err
+
+    def first(self, topic: str) -> Optional[BagMessage]:
+        for m in self.messages([topic]):
+            return m
+        return None
+
+
+def describe_topics(topics: Dict[str, str]) -> str:
+    return ", ".join(f"{t} ({ty})" for t, ty in sorted(topics.items())) or "none"
+
+
+def image_topics(bag: BagReader) -> Dict[str, str]:
+    """Image and CompressedImage topics -> encoding of their first message ('' for compressed/empty)."""
+    out = {}
+    for topic, ty in bag.topics.items():
+        if ty not in IMAGE_TYPES:
+            continue
+        first = bag.first(topic) if ty == IMAGE else None
+        out[topic] = first.msg.encoding if first is not None else ""
+    return out
+
+
+def _is_camera(encoding: str) -> bool:
+    return not encoding.upper().startswith(NON_CAMERA_ENCODINGS)
+
+
+def select_image_topic(bag: BagReader, topic: Optional[str] = None) -> Tuple[str, str]:
+    """The camera topic to replay: ``topic`` if given (checked), else the only camera image topic.
+
+    Returns (topic, message type). Errors name the bag and list its image topics.
+    """
+    images = image_topics(bag)
+    listing = describe_topics({t: bag.topics[t] + (f", {e}" if e else "") for t, e in images.items()})
+    if topic is not None:
+        if topic not in bag.topics:
+            raise BagError(f"bag {bag.path} has no topic {topic!r}; image topics: {listing}")
+        if bag.topics[topic] not in IMAGE_TYPES:
+            raise BagError(f"topic {topic!r} in bag {bag.path} has type {bag.topics[topic]}, expected "
+                           f"sensor_msgs/msg/Image or sensor_msgs/msg/CompressedImage; image topics: {listing}")
+        if not _is_camera(images[topic]):
+            raise BagError(f"topic {topic!r} in bag {bag.path} has encoding {images[topic]}, not a camera "
+                           f"image; image topics: {listing}")
+        return topic, bag.topics[topic]
+    cameras = [t for t, e in images.items() if _is_camera(e)]
+    if not cameras:
+        raise BagError(f"bag {bag.path} has no camera image topic (sensor_msgs/msg/Image or CompressedImage); "
+                       f"topics: {describe_topics(bag.topics)}")
+    if len(cameras) > 1:
+        raise BagError(f"bag {bag.path} has several image topics, choose one with --topic: {listing}")
+    return cameras[0], bag.topics[cameras[0]]
+
+
+def select_flow_topic(bag: BagReader, topic: Optional[str] = None, exclude: Sequence[str] = ()) -> Optional[str]:
+    """A 32FC2 flow topic: ``topic`` if given (checked), else the only one not in ``exclude``, else None."""
+    images = image_topics(bag)
+    if topic is not None:
+        if images.get(topic) != FLOW_ENCODING:
+            found = bag.topics.get(topic, "no such topic")
+            enc = f", encoding {images[topic]}" if images.get(topic) else ""
+            raise BagError(f"topic {topic!r} in bag {bag.path} is not a 32FC2 flow image ({found}{enc}); "
+                           f"topics: {describe_topics(bag.topics)}")
+        return topic
+    flows = [t for t, e in images.items() if e == FLOW_ENCODING and t not in exclude]
+    if len(flows) > 1:
+        raise BagError(f"bag {bag.path} has several 32FC2 flow topics {flows}; choose one explicitly")
+    return flows[0] if flows else None
+
+
+class BagWriter:
+    """Writes a rosbag2 bag directory (``storage`` 'mcap' or 'sqlite3') with the Kilted type store.
+
+    ``add(topic, msgtype)`` once per topic, then ``write(topic, t_ns, msg=... or raw=...)``.
+    """
+
+    def __init__(self, path: str | Path, storage: str = "mcap", overwrite: bool = False,
+                 custom: Optional[Dict[str, str]] = None):
+        if storage not in STORAGES:
+            raise ValueError(f"storage must be one of {sorted(STORAGES)}, got {storage!r}")
+        self.path = Path(path)
+        if self.path.exists():
+            if not overwrite:
+                raise BagError(f"bag {self.path} already exists")
+            shutil.rmtree(self.path) if self.path.is_dir() else self.path.unlink()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._writer = Writer(self.path, version=9, storage_plugin=STORAGES[storage])
+        for key, value in (custom or {}).items():
+            self._writer.set_custom_data(key, str(value))
+        self._writer.open()
+        self._conns: Dict[str, Any] = {}
+        self.counts: Dict[str, int] = {}
+
+    def add(self, topic: str, msgtype: str) -> None:
+        if topic not in self._conns:
+            self._conns[topic] = self._writer.add_connection(topic, msgtype, typestore=TYPESTORE)
+            self.counts[topic] = 0
+
+    def write(self, topic: str, t_ns: int, msg: Any = None, raw: Optional[bytes] = None) -> None:
+        conn = self._conns[topic]
+        if raw is None:
+            raw = bytes(TYPESTORE.serialize_cdr(msg, conn.msgtype))
+        self._writer.write(conn, int(t_ns), raw)
+        self.counts[topic] += 1
+
+    def close(self) -> None:
+        if self._writer is not None:
+            writer, self._writer = self._writer, None
+            writer.close()
+
+    def __enter__(self) -> "BagWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def flow_message(flow, stamp_ns: int, frame_id: str):
+    """[H,W,2] float32 flow in pixels -> rosbags sensor_msgs/msg/Image, encoding 32FC2, step W*8."""
+    import numpy as np
+
+    flow = np.ascontiguousarray(flow, dtype="<f4")
+    h, w = flow.shape[:2]
+    return TYPESTORE.types[IMAGE](header=make_header(stamp_ns, frame_id), height=h, width=w,
+                                  encoding=FLOW_ENCODING, is_bigendian=0, step=w * 8,
+                                  data=flow.reshape(-1).view(np.uint8))
+
+
+def rgb_message(img, stamp_ns: int, frame_id: str, encoding: str = "rgb8"):
+    """HxWx3 uint8 RGB -> rosbags sensor_msgs/msg/Image (``rgb8`` or ``bgr8``)."""
+    import numpy as np
+
+    img = np.ascontiguousarray(img if encoding == "rgb8" else img[..., ::-1], dtype=np.uint8)
+    h, w = img.shape[:2]
+    return TYPESTORE.types[IMAGE](header=make_header(stamp_ns, frame_id), height=h, width=w,
+                                  encoding=encoding, is_bigendian=0, step=w * 3, data=img.reshape(-1))
+
+
+def flow_from_message(msg: Any, where: str = "") -> "np.ndarray":  # noqa: F821
+    """32FC2 sensor_msgs/Image (rosbags or rclpy) -> [H,W,2] float32 pixels, honouring step and endianness."""
+    import numpy as np
+
+    if msg.encoding != FLOW_ENCODING:
+        raise BagError(f"{where}expected a 32FC2 flow image, got encoding {msg.encoding!r}")
+    h, w, step = int(msg.height), int(msg.width), int(msg.step)
+    buf = np.frombuffer(msg.data, dtype=np.uint8)
+    if step < w * 8 or buf.size < step * h:
+        raise BagError(f"{where}32FC2 image {w}x{h} with step {step} has {buf.size} bytes")
+    rows = buf[:step * h].reshape(h, step)[:, :w * 8]
+    dtype = ">f4" if msg.is_bigendian else "<f4"
+    return np.ascontiguousarray(rows).view(dtype).reshape(h, w, 2).astype(np.float32)
+
+
+class StampJoin:
+    """Look up items of a (nearly) stamp-ordered stream by stamp, streaming with a small buffer.
+
+    ``items`` yields (stamp_ns, value). ``take(stamp)`` returns the value with exactly that stamp or
+    None; items with smaller stamps still buffered are dropped and counted in ``skipped``.
+    """
+
+    def __init__(self, items: Iterable[Tuple[int, Any]], lookahead: int = 2):
+        self._it = iter(items)
+        self._buf: Dict[int, Any] = {}
+        self._done = False
+        self.lookahead = lookahead
+        self.skipped: List[int] = []
+
+    def _ahead(self, stamp: int) -> int:
+        return sum(1 for s in self._buf if s > stamp)
+
+    def take(self, stamp: int) -> Any:
+        while not self._done and self._ahead(stamp) < self.lookahead:
+            try:
+                s, v = next(self._it)
+            except StopIteration:
+                self._done = True
+                break
+            self._buf[s] = v
+        for s in [s for s in self._buf if s < stamp]:
+            self.skipped.append(s)
+            del self._buf[s]
+        return self._buf.pop(stamp, None)
+
+    def rest(self) -> List[int]:
+        """Drain: stamps never taken (including those not yet read)."""
+        for s, _ in self._it:
+            self._buf[s] = None
+        self._done = True
+        left = sorted(self.skipped + list(self._buf))
+        self._buf.clear()
+        return left
