@@ -1,0 +1,119 @@
+"""Middlebury colour coding of optical flow (Baker et al., "A Database and Evaluation Methodology
+for Optical Flow"): hue = direction, saturation = magnitude / max_flow.
+
+The 55-colour wheel runs red -> yellow -> green -> cyan -> blue -> magenta -> red. Direction
+angle a = atan2(-v, -u) / pi in [-1, 1] indexes the wheel linearly (a = -1: red, for flow
+pointing right, +x). Magnitudes above ``max_flow`` keep their hue and are darkened to 75 %.
+Pixels with non-finite flow are black. Both functions give the same colours (to +-1 from
+floating-point rounding differences between numpy and torch kernels).
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Optional, Tuple
+
+import numpy as np
+import torch
+
+# Segment lengths of the Middlebury wheel: RY, YG, GC, CB, BM, MR.
+WHEEL_SEGMENTS = (15, 6, 4, 11, 13, 6)
+EPS = 1e-5
+
+
+def make_colorwheel() -> np.ndarray:
+    """The Middlebury colour wheel: [55,3] float32 RGB values 0..255."""
+    ry, yg, gc, cb, bm, mr = WHEEL_SEGMENTS
+    rows = []
+    ramp = lambda n: np.floor(255.0 * np.arange(n) / n)  # noqa: E731 - 0 .. 255*(n-1)/n
+    rows.append(np.stack([np.full(ry, 255.0), ramp(ry), np.zeros(ry)], 1))          # red -> yellow
+    rows.append(np.stack([255.0 - ramp(yg), np.full(yg, 255.0), np.zeros(yg)], 1))  # yellow -> green
+    rows.append(np.stack([np.zeros(gc), np.full(gc, 255.0), ramp(gc)], 1))          # green -> cyan
+    rows.append(np.stack([np.zeros(cb), 255.0 - ramp(cb), np.full(cb, 255.0)], 1))  # cyan -> blue
+    rows.append(np.stack([ramp(bm), np.zeros(bm), np.full(bm, 255.0)], 1))          # blue -> magenta
+    rows.append(np.stack([np.full(mr, 255.0), np.zeros(mr), 255.0 - ramp(mr)], 1))  # magenta -> red
+    return np.concatenate(rows, 0).astype(np.float32)
+
+
+COLORWHEEL = make_colorwheel()
+NCOLS = COLORWHEEL.shape[0]
+_TORCH_WHEELS: Dict[Tuple[str, Optional[int]], torch.Tensor] = {}
+
+
+def flow_to_color(flow: np.ndarray, max_flow: Optional[float] = None) -> np.ndarray:
+    """[H,W,2] flow (pixels) -> uint8 [H,W,3] RGB Middlebury colours.
+
+    ``max_flow`` (pixels) is the magnitude shown fully saturated; None = the largest finite
+    magnitude in this field.
+    """
+    flow = np.asarray(flow)
+    if flow.ndim != 3 or flow.shape[2] != 2:
+        raise ValueError(f"flow must be [H,W,2], got shape {flow.shape}")
+    u = flow[:, :, 0].astype(np.float32)
+    v = flow[:, :, 1].astype(np.float32)
+    known = np.isfinite(u) & np.isfinite(v)
+    u = np.where(known, u, np.float32(0))
+    v = np.where(known, v, np.float32(0))
+    mag = np.sqrt(u * u + v * v)
+    if max_flow is None:
+        max_flow = float(mag.max()) if mag.size else 0.0
+    elif max_flow <= 0:
+        raise ValueError(f"max_flow must be positive, got {max_flow}")
+    scale = np.float32(1.0 / (max_flow + EPS))
+    u, v, rad = u * scale, v * scale, mag * scale
+    a = np.arctan2(-v, -u) / np.float32(np.pi)
+    fk = (a + np.float32(1)) * np.float32(0.5 * (NCOLS - 1))
+    k0 = np.floor(fk).astype(np.int64)
+    f = (fk - k0)[..., None]
+    k0 = k0 % NCOLS
+    k1 = (k0 + 1) % NCOLS
+    col = ((np.float32(1) - f) * COLORWHEEL[k0] + f * COLORWHEEL[k1]) / np.float32(255)
+    rad = rad[..., None]
+    col = np.where(rad <= 1, np.float32(1) - rad * (np.float32(1) - col), col * np.float32(0.75))
+    out = np.floor(np.float32(255) * col).astype(np.uint8)
+    out[~known] = 0
+    return out
+
+
+def _torch_wheel(device: torch.device) -> torch.Tensor:
+    key = (device.type, device.index)
+    wheel = _TORCH_WHEELS.get(key)
+    if wheel is None:
+        wheel = torch.from_numpy(COLORWHEEL / 255.0).float().to(device)
+        _TORCH_WHEELS[key] = wheel
+    return wheel
+
+
+@torch.no_grad()
+def flow_to_color_torch(flow: torch.Tensor, max_flow: Optional[float] = None) -> torch.Tensor:
+    """[B,2,H,W] flow (pixels) -> uint8 [B,H,W,3] RGB on the flow's device.
+
+    ``max_flow`` (pixels) as in :func:`flow_to_color`; None = per-sample largest finite magnitude.
+    """
+    if flow.ndim != 4 or flow.shape[1] != 2:
+        raise ValueError(f"flow must be [B,2,H,W], got shape {tuple(flow.shape)}")
+    flow = flow.float()
+    known = torch.isfinite(flow).all(dim=1)  # [B,H,W]
+    flow = torch.where(known[:, None], flow, torch.zeros((), device=flow.device))
+    u, v = flow[:, 0], flow[:, 1]
+    mag = torch.sqrt(u * u + v * v)
+    if max_flow is None:
+        maxm = mag.flatten(1).amax(dim=1) if mag[0].numel() else torch.zeros(mag.shape[0], device=mag.device)
+        scale = 1.0 / (maxm + EPS)
+        scale = scale.view(-1, 1, 1)
+    else:
+        if max_flow <= 0:
+            raise ValueError(f"max_flow must be positive, got {max_flow}")
+        scale = 1.0 / (float(max_flow) + EPS)
+    u, v, rad = u * scale, v * scale, mag * scale
+    a = torch.atan2(-v, -u) / np.pi
+    fk = (a + 1.0) * (0.5 * (NCOLS - 1))
+    k0f = torch.floor(fk)
+    f = (fk - k0f).unsqueeze(-1)
+    k0 = k0f.long() % NCOLS
+    k1 = (k0 + 1) % NCOLS
+    wheel = _torch_wheel(flow.device)
+    col = (1.0 - f) * wheel[k0] + f * wheel[k1]  # [B,H,W,3]
+    rad = rad.unsqueeze(-1)
+    col = torch.where(rad <= 1, 1.0 - rad * (1.0 - col), col * 0.75)
+    out = torch.floor(255.0 * col).to(torch.uint8)
+    return out * known.unsqueeze(-1).to(torch.uint8)

@@ -1,0 +1,105 @@
+"""Backward warping of image 2 by the flow (frame 1 -> frame 2), and photometric error.
+
+``warp_backward(img2, flow)[y, x] = img2 at (x + u, y + v)`` with bilinear interpolation; this
+approximates image 1 wherever the pixel is visible in both frames. Neighbours outside the
+image count as zero, exactly like ``torch.nn.functional.grid_sample(..., align_corners=True,
+padding_mode='zeros')``, so the numpy and torch versions agree.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def _check(img: np.ndarray, flow: np.ndarray) -> None:
+    if flow.ndim != 3 or flow.shape[2] != 2:
+        raise ValueError(f"flow must be [H,W,2], got shape {flow.shape}")
+    if img.ndim not in (2, 3) or img.shape[:2] != flow.shape[:2]:
+        raise ValueError(f"image {img.shape} and flow {flow.shape} must have the same H, W")
+
+
+def sample_points(flow: np.ndarray) -> np.ndarray:
+    """[H,W,2] flow -> [H,W,2] float32 target positions (x + u, y + v) in pixels."""
+    h, w = flow.shape[:2]
+    xs, ys = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    return np.stack([xs + flow[:, :, 0], ys + flow[:, :, 1]], axis=2).astype(np.float32)
+
+
+def inside_mask(flow: np.ndarray) -> np.ndarray:
+    """[H,W] bool: the flow target lies inside the image, 0 <= x+u <= W-1 and 0 <= y+v <= H-1."""
+    pts = sample_points(np.asarray(flow, dtype=np.float32))
+    h, w = flow.shape[:2]
+    return ((pts[:, :, 0] >= 0) & (pts[:, :, 0] <= w - 1) & (pts[:, :, 1] >= 0) & (pts[:, :, 1] <= h - 1))
+
+
+def bilinear_sample(img: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Sample [H,W] or [H,W,C] ``img`` at float positions ``x``, ``y`` (any equal shape S) ->
+    float32 [*S] or [*S,C]; neighbours outside the image contribute zero."""
+    h, w = img.shape[:2]
+    src = img.astype(np.float32, copy=False)
+    x0 = np.floor(x).astype(np.int64)
+    y0 = np.floor(y).astype(np.int64)
+    fx = (x - x0).astype(np.float32)
+    fy = (y - y0).astype(np.float32)
+    out = None
+    for dy, wy in ((0, 1.0 - fy), (1, fy)):
+        for dx, wx in ((0, 1.0 - fx), (1, fx)):
+            xi, yi = x0 + dx, y0 + dy
+            inside = (xi >= 0) & (xi < w) & (yi >= 0) & (yi < h)
+            wgt = np.where(inside, wx * wy, np.float32(0))
+            vals = src[np.clip(yi, 0, h - 1), np.clip(xi, 0, w - 1)]
+            term = vals * (wgt[..., None] if src.ndim == 3 else wgt)
+            out = term if out is None else out + term
+    return out
+
+
+def warp_backward(img2: np.ndarray, flow: np.ndarray) -> np.ndarray:
+    """Resample [H,W,C] (or [H,W]) ``img2`` at x + flow -> float32 array of the same shape.
+
+    ``flow`` is [H,W,2] in pixels (frame 1 -> frame 2); the result approximates image 1.
+    """
+    img2 = np.asarray(img2)
+    flow = np.asarray(flow, dtype=np.float32)
+    _check(img2, flow)
+    pts = sample_points(flow)
+    return bilinear_sample(img2, pts[:, :, 0], pts[:, :, 1])
+
+
+def warp_backward_torch(img: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+    """Resample [B,C,H,W] ``img`` at x + flow ([B,2,H,W], pixels) with grid_sample -> [B,C,H,W]
+    float (zeros outside)."""
+    if img.ndim != 4 or flow.ndim != 4 or flow.shape[1] != 2 or img.shape[0] != flow.shape[0] \
+            or img.shape[-2:] != flow.shape[-2:]:
+        raise ValueError(f"need img [B,C,H,W] and flow [B,2,H,W] of the same B, H, W; got "
+                         f"{tuple(img.shape)} and {tuple(flow.shape)}")
+    b, _, h, w = flow.shape
+    flow = flow.float()
+    ys, xs = torch.meshgrid(torch.arange(h, device=flow.device, dtype=flow.dtype),
+                            torch.arange(w, device=flow.device, dtype=flow.dtype), indexing="ij")
+    gx = (xs + flow[:, 0]) * (2.0 / max(w - 1, 1)) - 1.0
+    gy = (ys + flow[:, 1]) * (2.0 / max(h - 1, 1)) - 1.0
+    grid = torch.stack([gx, gy], dim=-1)  # [B,H,W,2]
+    return F.grid_sample(img.float(), grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+
+
+def photometric_error(img1: np.ndarray, img2: np.ndarray, flow: np.ndarray,
+                      valid: Optional[np.ndarray] = None) -> float:
+    """Mean absolute difference (0..255 units, over pixels and channels) between ``img1`` and
+    ``img2`` warped back by ``flow``, over pixels whose target lies inside the image (and
+    ``valid``, [H,W] bool, when given). NaN when no pixel qualifies."""
+    img1 = np.asarray(img1)
+    flow = np.asarray(flow, dtype=np.float32)
+    if img1.shape != np.asarray(img2).shape:
+        raise ValueError(f"image shapes differ: {img1.shape} vs {np.asarray(img2).shape}")
+    warped = warp_backward(img2, flow)
+    mask = inside_mask(flow)
+    if valid is not None:
+        mask &= np.asarray(valid, dtype=bool)
+    if not mask.any():
+        return float("nan")
+    diff = np.abs(warped - img1.astype(np.float32))
+    return float(diff[mask].mean(dtype=np.float64))
