@@ -1,0 +1,221 @@
+"""sensor_msgs image <-> numpy conversions without cv_bridge (which is broken with NumPy 2).
+
+Every input conversion returns an HxWx3 uint8 RGB array (what the flow estimators take) or raises
+:class:`ImageConversionError` (a ValueError) saying what is wrong with the message. Output
+conversions build ``sensor_msgs/Image`` messages (``32FC2`` flow, ``rgb8`` colour).
+
+The functions take plain fields (``encoding, height, width, step, is_bigendian, data``) so they can
+be used and tested without a ROS graph; ``*_msg`` wrappers take the messages.
+"""
+
+from __future__ import annotations
+
+import array
+import sys
+import cv2
+import numpy as np
+
+__all__ = [
+    "ImageConversionError", "SUPPORTED_ENCODINGS", "bytes_per_pixel", "check_raw", "raw_to_rgb",
+    "image_msg_to_rgb", "compressed_to_rgb", "compressed_msg_to_rgb", "to_8bit", "array_to_image_msg",
+    "flow_to_image_msg", "rgb_to_image_msg", "image_msg_to_array", "image_msg_to_flow",
+]
+
+
+class ImageConversionError(ValueError):
+    """An image message cannot be converted (unknown encoding, inconsistent sizes, corrupt data)."""
+
+
+# encoding -> (channels, bytes per channel). YUV 4:2:2 is 2 bytes per pixel (one Y + half a U/V).
+_LAYOUT = {
+    "rgb8": (3, 1), "bgr8": (3, 1), "rgba8": (4, 1), "bgra8": (4, 1), "mono8": (1, 1), "8UC1": (1, 1),
+    "rgb16": (3, 2), "bgr16": (3, 2), "rgba16": (4, 2), "bgra16": (4, 2), "mono16": (1, 2), "16UC1": (1, 2),
+    "bayer_rggb8": (1, 1), "bayer_bggr8": (1, 1), "bayer_gbrg8": (1, 1), "bayer_grbg8": (1, 1),
+    "bayer_rggb16": (1, 2), "bayer_bggr16": (1, 2), "bayer_gbrg16": (1, 2), "bayer_grbg16": (1, 2),
+    "uyvy": (2, 1), "yuyv": (2, 1), "yuv422": (2, 1), "yuv422_yuy2": (2, 1),
+}
+SUPPORTED_ENCODINGS = tuple(_LAYOUT)
+
+# ROS names the Bayer pattern by the 2x2 block at the top-left pixel (bayer_rggb: R at (0, 0)).
+# OpenCV's legacy codes name it by the second row's middle pixels, so rggb is "BG", and so on.
+# The legacy codes exist in every OpenCV version (the RGGB-style aliases only in recent ones);
+# test_conversions checks the mapping with a mosaic built from a known RGB image.
+_BAYER = {"rggb": cv2.COLOR_BayerBG2RGB, "bggr": cv2.COLOR_BayerRG2RGB,
+          "gbrg": cv2.COLOR_BayerGR2RGB, "grbg": cv2.COLOR_BayerGB2RGB}
+# Humble calls UYVY "yuv422" and YUYV "yuv422_yuy2"; Jazzy and later call them "uyvy" and "yuyv".
+_YUV = {"uyvy": cv2.COLOR_YUV2RGB_UYVY, "yuv422": cv2.COLOR_YUV2RGB_UYVY,
+        "yuyv": cv2.COLOR_YUV2RGB_YUYV, "yuv422_yuy2": cv2.COLOR_YUV2RGB_YUYV}
+
+
+def bytes_per_pixel(encoding: str) -> int:
+    """Bytes one pixel takes in a row of ``encoding``; ImageConversionError if unsupported."""
+    try:
+        channels, depth = _LAYOUT[encoding]
+    except KeyError:
+        raise ImageConversionError(f"unsupported encoding {encoding!r} (supported: "
+                                   f"{', '.join(SUPPORTED_ENCODINGS)})") from None
+    return channels * depth
+
+
+def check_raw(encoding: str, height: int, width: int, step: int, data_len: int) -> None:
+    """Cheap consistency checks of a raw image message (no pixel is touched)."""
+    bpp = bytes_per_pixel(encoding)
+    if height <= 0 or width <= 0:
+        raise ImageConversionError(f"empty image: {width}x{height}")
+    if step < width * bpp:
+        raise ImageConversionError(f"step {step} is smaller than width * bytes per pixel = "
+                                   f"{width} * {bpp} = {width * bpp} for {encoding}")
+    if data_len < step * height:
+        raise ImageConversionError(f"data has {data_len} bytes, expected step * height = "
+                                   f"{step} * {height} = {step * height}")
+    if encoding in _YUV and width % 2:
+        raise ImageConversionError(f"{encoding} needs an even width, got {width}")
+
+
+def to_8bit(img: np.ndarray) -> np.ndarray:
+    """uint16 image -> uint8 by a right shift chosen from the data's bit depth.
+
+    The shift is ``bits - 8`` where ``bits`` is the bit count of the largest value rounded up to an
+    even number of at least 8 (so 10-, 12- and 14-bit sensors use their full range and the mapping
+    stays the same from frame to frame unless the brightest pixel crosses a bit boundary).
+    A per-frame min/max stretch would change brightness between the two frames of a pair.
+    """
+    if img.dtype == np.uint8:
+        return img
+    peak = int(img.max()) if img.size else 0
+    bits = max(8, peak.bit_length())
+    bits += bits % 2
+    return (img >> (bits - 8)).astype(np.uint8)
+
+
+def _rows(data, height: int, width: int, step: int, row_bytes: int) -> np.ndarray:
+    """[height, row_bytes] uint8 view of the pixel bytes, dropping the row padding."""
+    buf = np.frombuffer(data, dtype=np.uint8, count=step * height)
+    return buf.reshape(height, step)[:, :row_bytes]
+
+
+def raw_to_rgb(encoding: str, height: int, width: int, step: int, is_bigendian: bool, data) -> np.ndarray:
+    """Raw image fields -> HxWx3 uint8 RGB (C-contiguous, owning its memory)."""
+    check_raw(encoding, height, width, step, len(data))
+    channels, depth = _LAYOUT[encoding]
+    rows = _rows(data, height, width, step, width * channels * depth)
+    if depth == 2:
+        dtype = np.dtype(">u2" if is_bigendian else "<u2")
+        px = np.ascontiguousarray(rows).view(dtype).astype(np.uint16).reshape(height, width, channels)
+    else:
+        px = rows.reshape(height, width, channels)
+
+    if encoding.startswith("bayer_"):
+        # demosaic at the native depth, then reduce: the 16-bit OpenCV path interpolates exactly
+        rgb = cv2.cvtColor(np.ascontiguousarray(px[..., 0]), _BAYER[encoding[6:10]])
+        return np.ascontiguousarray(to_8bit(rgb))
+    if encoding in _YUV:
+        return cv2.cvtColor(np.ascontiguousarray(px), _YUV[encoding])
+    px = to_8bit(px)
+    if channels == 1:
+        return np.ascontiguousarray(np.repeat(px, 3, axis=2))
+    if encoding.startswith("bgr"):
+        return np.ascontiguousarray(px[..., 2::-1])
+    return np.ascontiguousarray(px[..., :3])
+
+
+def image_msg_to_rgb(msg) -> np.ndarray:
+    """sensor_msgs/Image -> HxWx3 uint8 RGB."""
+    return raw_to_rgb(msg.encoding, msg.height, msg.width, msg.step, bool(msg.is_bigendian), msg.data)
+
+
+def compressed_to_rgb(fmt: str, data) -> np.ndarray:
+    """CompressedImage fields -> HxWx3 uint8 RGB via cv2.imdecode (jpeg, png, tiff, ...).
+
+    ``fmt`` is "ORIG_PIXFMT; CODEC compressed [COMPRESSED_PIXFMT]" (empty = bgr8/mono8 jpeg); the
+    decoder reads the codec from the data itself, so only compressedDepth (a depth-map format with its
+    own header) is refused up front.
+    """
+    if "compresseddepth" in fmt.replace(" ", "").lower():
+        raise ImageConversionError(f"compressedDepth images are depth maps, not camera images (format {fmt!r})")
+    if len(data) == 0:
+        raise ImageConversionError("compressed image has no data")
+    buf = np.frombuffer(data, dtype=np.uint8)
+    try:
+        img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    except cv2.error as exc:
+        img, err = None, str(exc).strip().splitlines()[-1]
+    else:
+        err = "not a decodable image"
+    if img is None or img.size == 0:
+        raise ImageConversionError(f"corrupt compressed image ({len(buf)} bytes, format {fmt!r}): {err}")
+    img = to_8bit(img) if img.dtype == np.uint16 else img
+    if img.dtype != np.uint8:
+        raise ImageConversionError(f"compressed image decodes to unsupported pixel type {img.dtype}")
+    if img.ndim == 2 or img.shape[2] == 1:
+        return cv2.cvtColor(img.reshape(img.shape[:2]), cv2.COLOR_GRAY2RGB)
+    if img.shape[2] == 4:
+        return cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def compressed_msg_to_rgb(msg) -> np.ndarray:
+    """sensor_msgs/CompressedImage -> HxWx3 uint8 RGB."""
+    return compressed_to_rgb(msg.format, msg.data)
+
+
+# ---- output -------------------------------------------------------------------------------------
+
+_OUT_TYPES = {"rgb8": (np.uint8, 3), "bgr8": (np.uint8, 3), "mono8": (np.uint8, 1), "rgba8": (np.uint8, 4),
+              "32FC1": (np.float32, 1), "32FC2": (np.float32, 2), "32FC3": (np.float32, 3),
+              "mono16": (np.uint16, 1)}
+
+
+def array_to_image_msg(arr: np.ndarray, encoding: str, header=None):
+    """HxW(xC) array -> sensor_msgs/Image (no row padding, host byte order)."""
+    from sensor_msgs.msg import Image
+
+    if encoding not in _OUT_TYPES:
+        raise ValueError(f"cannot build an Image of encoding {encoding!r} (supported: {sorted(_OUT_TYPES)})")
+    dtype, channels = _OUT_TYPES[encoding]
+    arr = np.asarray(arr)
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    if arr.ndim != 3 or arr.shape[2] != channels:
+        raise ValueError(f"{encoding} needs an HxWx{channels} array, got shape {arr.shape}")
+    arr = np.ascontiguousarray(arr, dtype=dtype)
+    msg = Image()
+    if header is not None:
+        msg.header = header
+    msg.height, msg.width = int(arr.shape[0]), int(arr.shape[1])
+    msg.encoding = encoding
+    msg.is_bigendian = int(sys.byteorder == "big" and arr.dtype.itemsize > 1)
+    msg.step = int(arr.shape[1] * channels * arr.dtype.itemsize)
+    msg.data = array.array("B", arr.tobytes())
+    return msg
+
+
+def flow_to_image_msg(flow: np.ndarray, header=None):
+    """HxWx2 float32 flow (u right, v down, pixels) -> ``32FC2`` Image, step = width * 8."""
+    return array_to_image_msg(flow, "32FC2", header)
+
+
+def rgb_to_image_msg(rgb: np.ndarray, header=None):
+    """HxWx3 uint8 RGB -> ``rgb8`` Image."""
+    return array_to_image_msg(rgb, "rgb8", header)
+
+
+def image_msg_to_array(msg) -> np.ndarray:
+    """Image of an output encoding (see ``array_to_image_msg``) -> HxWxC array (a copy)."""
+    if msg.encoding not in _OUT_TYPES:
+        raise ImageConversionError(f"image_msg_to_array does not read {msg.encoding!r}")
+    dtype, channels = _OUT_TYPES[msg.encoding]
+    dtype = np.dtype(dtype).newbyteorder(">" if msg.is_bigendian else "<")
+    row = msg.width * channels * dtype.itemsize
+    if msg.height <= 0 or msg.width <= 0 or msg.step < row or len(msg.data) < msg.step * msg.height:
+        raise ImageConversionError(f"inconsistent {msg.encoding} image: {msg.width}x{msg.height}, "
+                                   f"step {msg.step}, {len(msg.data)} bytes")
+    rows = np.ascontiguousarray(_rows(msg.data, msg.height, msg.width, msg.step, row))
+    return rows.view(dtype).astype(dtype.newbyteorder("=")).reshape(msg.height, msg.width, channels)
+
+
+def image_msg_to_flow(msg) -> np.ndarray:
+    """``32FC2`` Image -> HxWx2 float32 flow in pixels."""
+    if msg.encoding != "32FC2":
+        raise ImageConversionError(f"flow images are 32FC2, got {msg.encoding!r}")
+    return image_msg_to_array(msg)

@@ -1,0 +1,128 @@
+"""Counters, rates and latency of the node, and their diagnostic_msgs/DiagnosticStatus.
+
+:class:`FlowStats` is thread-safe (the ROS callback and the worker both count). ``report()`` returns
+totals plus the rates and latency statistics of the period since the previous report.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import threading
+import time
+from typing import Dict, List, Optional
+
+COUNTERS = ("received", "rejected", "dropped", "processed", "published", "resets", "errors")
+
+
+class FlowStats:
+    """Totals: received (image messages), rejected (malformed), dropped (stale, replaced in the queue),
+    processed (frames converted by the worker), published (flow pairs), resets (pairs refused),
+    errors (exceptions in the worker)."""
+
+    def __init__(self, clock=time.monotonic):
+        self._clock = clock
+        self._lock = threading.Lock()
+        self.totals: Dict[str, int] = {k: 0 for k in COUNTERS}
+        self._last_totals = dict(self.totals)
+        self._last_t = clock()
+        self._latency: List[float] = []
+        self._inference: List[float] = []
+        self.max_frames_behind = 0
+        self.inlier_fraction = math.nan
+
+    def count(self, name: str, n: int = 1) -> None:
+        with self._lock:
+            self.totals[name] += n
+
+    def frames_behind(self, behind: int) -> None:
+        """How many accepted frames were newer than the one the worker just took."""
+        with self._lock:
+            self.max_frames_behind = max(self.max_frames_behind, int(behind))
+
+    def output(self, latency_s: float, inference_s: float, inlier_fraction: Optional[float] = None) -> None:
+        with self._lock:
+            self.totals["published"] += 1
+            self._latency.append(latency_s)
+            self._inference.append(inference_s)
+            if inlier_fraction is not None:
+                self.inlier_fraction = inlier_fraction
+
+    def report(self) -> Dict[str, float]:
+        """Totals, and for the period since the last report: input/output rate (Hz), latency and
+        inference time median/max (s, NaN without output), new rejects/errors/drops."""
+        with self._lock:
+            now = self._clock()
+            period = max(now - self._last_t, 1e-9)
+            delta = {k: self.totals[k] - self._last_totals[k] for k in COUNTERS}
+            lat, inf = self._latency, self._inference
+            out: Dict[str, float] = dict(self.totals)
+            out.update({
+                "period_s": period,
+                "input_rate_hz": delta["received"] / period,
+                "output_rate_hz": delta["published"] / period,
+                "latency_median_s": statistics.median(lat) if lat else math.nan,
+                "latency_max_s": max(lat) if lat else math.nan,
+                "inference_median_s": statistics.median(inf) if inf else math.nan,
+                "new_received": delta["received"], "new_rejected": delta["rejected"],
+                "new_errors": delta["errors"], "new_dropped": delta["dropped"],
+                "new_published": delta["published"],
+                "max_frames_behind": self.max_frames_behind,
+                "motion_inlier_fraction": self.inlier_fraction,
+            })
+            self._last_totals, self._last_t = dict(self.totals), now
+            self._latency, self._inference = [], []
+            return out
+
+
+def status_level(r: Dict[str, float]) -> tuple:
+    """(level, message) for a report: ERROR on worker errors, WARN on rejected input or input without
+    output, else OK."""
+    from diagnostic_msgs.msg import DiagnosticStatus
+
+    if r["new_errors"]:
+        return DiagnosticStatus.ERROR, f"{r['new_errors']} processing errors in the last {r['period_s']:.1f} s"
+    if r["new_rejected"]:
+        return DiagnosticStatus.WARN, f"{r['new_rejected']} malformed image messages rejected"
+    if r["new_received"] and not r["new_published"] and r["received"] > 2:
+        return DiagnosticStatus.WARN, "images received but no flow published (pairs reset? see max_frame_gap)"
+    if not r["received"]:
+        return DiagnosticStatus.OK, "waiting for images"
+    return DiagnosticStatus.OK, "ok"
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return "nan" if math.isnan(v) else f"{v:.6g}"
+    return str(v)
+
+
+def make_status(report: Dict[str, float], name: str, hardware_id: str, info: Dict[str, str]):
+    """DiagnosticStatus with ``report`` (latencies in ms) and ``info`` (backend, device, model...)."""
+    from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
+
+    level, message = status_level(report)
+    values = {
+        "input_rate_hz": report["input_rate_hz"],
+        "output_rate_hz": report["output_rate_hz"],
+        "latency_median_ms": report["latency_median_s"] * 1e3,
+        "latency_max_ms": report["latency_max_s"] * 1e3,
+        "inference_median_ms": report["inference_median_s"] * 1e3,
+        "frames_received": report["received"],
+        "frames_processed": report["processed"],
+        "flow_published": report["published"],
+        "frames_dropped": report["dropped"],
+        "messages_rejected": report["rejected"],
+        "pair_resets": report["resets"],
+        "processing_errors": report["errors"],
+        "max_frames_behind": report["max_frames_behind"],
+        "motion_inlier_fraction": report["motion_inlier_fraction"],
+    }
+    values.update(info)
+    return DiagnosticStatus(level=level, name=name, message=message, hardware_id=hardware_id,
+                            values=[KeyValue(key=k, value=_fmt(v)) for k, v in values.items()])
+
+
+def status_values(status) -> Dict[str, str]:
+    """DiagnosticStatus -> {key: value} (for consumers and tests)."""
+    return {kv.key: kv.value for kv in status.values}
