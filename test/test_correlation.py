@@ -1,0 +1,273 @@
+"""Correlation op: reference semantics, compiled CPU kernel vs reference, gradcheck, opcheck, torch.compile.
+
+The compiled CPU extension is required here: if it cannot be built these tests FAIL (only CUDA is
+optional, see test_correlation_cuda.py).
+"""
+
+import os
+import subprocess
+import sys
+import textwrap
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from flownet_ros.ops import correlation, correlation_backend, correlation_reference, correlation_status
+from flownet_ros.ops.correlation import compiled_available, output_shape
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# (shape [B, C, H, W], max_displacement, stride2, kernel_size, stride1)
+CONFIGS = [
+    ((1, 3, 5, 7), 3, 1, 1, 1),
+    ((2, 8, 13, 17), 6, 2, 1, 1),       # batch > 1, odd sizes
+    ((1, 16, 12, 20), 20, 2, 1, 1),     # FlowNetC setting (441 channels), displacements beyond the image
+    ((2, 19, 9, 11), 4, 2, 3, 1),       # 3x3 patch, C not a multiple of the vector width
+    ((1, 5, 10, 9), 2, 1, 3, 2),        # stride1 = 2
+    ((3, 4, 7, 6), 5, 3, 1, 3),         # max_displacement not a multiple of stride2, stride1 = 3
+    ((1, 37, 6, 8), 0, 1, 1, 1),        # D = 1
+    ((1, 33, 4, 5), 2, 1, 5, 1),        # 5x5 patch larger than parts of the image
+]
+IDS = [f"{'x'.join(map(str, s))}-d{d}-s{s2}-k{k}-s1{s1}" for s, d, s2, k, s1 in CONFIGS]
+
+
+def loop_correlation(f1, f2, md, s2, k, s1):
+    """Direct transcription of reference section 3 (numpy, float64): the oracle for the reference."""
+    a, b = f1.detach().double().numpy(), f2.detach().double().numpy()
+    bs, c, h, w = a.shape
+    r, kr = md // s2, (k - 1) // 2
+    d = 2 * r + 1
+    ho, wo = -(-h // s1), -(-w // s1)
+    out = np.zeros((bs, d * d, ho, wo))
+    for yo in range(ho):
+        for xo in range(wo):
+            for iy in range(d):
+                for ix in range(d):
+                    dy, dx = (iy - r) * s2, (ix - r) * s2
+                    acc = np.zeros(bs)
+                    for oy in range(-kr, kr + 1):
+                        for ox in range(-kr, kr + 1):
+                            y1, x1 = yo * s1 + oy, xo * s1 + ox
+                            y2, x2 = y1 + dy, x1 + dx
+                            if 0 <= y1 < h and 0 <= x1 < w and 0 <= y2 < h and 0 <= x2 < w:
+                                acc += (a[:, :, y1, x1] * b[:, :, y2, x2]).sum(1)
+                    out[:, iy * d + ix, yo, xo] = acc / (k * k * c)
+    return torch.from_numpy(out)
+
+
+@pytest.fixture(scope="module")
+def cpu_op():
+    """The compiled CPU op; FAILS (never skips) when the extension is unavailable."""
+    if not compiled_available("cpu"):
+        pytest.fail(f"compiled CPU correlation extension unavailable: {correlation_status()}")
+    return torch.ops.flownet_ros.correlation
+
+
+def rand_pair(shape, dtype=torch.float64, seed=0, requires_grad=False):
+    g = torch.Generator().manual_seed(seed)
+    f1 = torch.randn(shape, generator=g, dtype=dtype).requires_grad_(requires_grad)
+    f2 = torch.randn(shape, generator=g, dtype=dtype).requires_grad_(requires_grad)
+    return f1, f2
+
+
+@pytest.mark.parametrize("cfg", CONFIGS[:6], ids=IDS[:6])
+def test_reference_matches_direct_loop(cfg):
+    shape, md, s2, k, s1 = cfg
+    f1, f2 = rand_pair(shape)
+    ref = correlation_reference(f1, f2, md, s2, k, s1)
+    assert ref.shape == output_shape(shape, md, s2, k, s1)
+    torch.testing.assert_close(ref, loop_correlation(f1, f2, md, s2, k, s1), rtol=1e-12, atol=1e-12)
+
+
+def test_channel_order_is_y_major_and_flownetc_shape(cpu_op):
+    # f2 is f1 shifted by (dy, dx) = (+4, -6) px: f2(p) = f1(p - d), so f1(p) matches f2(p + d).
+    f1 = torch.randn(1, 32, 24, 32, dtype=torch.float64)
+    f2 = torch.roll(f1, shifts=(4, -6), dims=(2, 3))
+    out = correlation(f1, f2)  # FlowNetC defaults: d=20, stride2=2, k=1 -> 441 channels
+    assert out.shape == (1, 441, 24, 32)
+    best = out[0, :, 8:16, 10:20].mean((1, 2)).argmax().item()
+    assert best == (4 // 2 + 10) * 21 + (-6 // 2 + 10)
+    # Displaced positions outside the image contribute 0: dy = -20 at row 0 is all outside.
+    assert torch.count_nonzero(out[0, 0, :20]) == 0
+
+
+def test_backend_is_compiled(cpu_op):
+    assert correlation_backend() in ("cpu-compiled", "cuda"), correlation_status()
+
+
+def test_openmp_parallel_for_uses_threads(cpu_op):
+    old = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        used = torch.ops.flownet_ros.parallel_threads_used(64)
+    finally:
+        torch.set_num_threads(old)
+    assert used == 2, "extension built without working OpenMP: at::parallel_for ran on one thread"
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("cfg", CONFIGS, ids=IDS)
+def test_compiled_forward_backward_match_reference(cpu_op, cfg, dtype):
+    shape, md, s2, k, s1 = cfg
+    f1, f2 = rand_pair(shape, dtype, requires_grad=True)
+    out = correlation(f1, f2, md, s2, k, s1)
+    ref = correlation_reference(f1, f2, md, s2, k, s1)
+    tol = dict(rtol=1e-5, atol=1e-6) if dtype == torch.float32 else dict(rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(out, ref, **tol)
+    grad = torch.randn_like(out)
+    got = torch.autograd.grad(out, (f1, f2), grad)
+    want = torch.autograd.grad(ref, (f1, f2), grad)
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, **tol)
+
+
+def test_non_contiguous_inputs(cpu_op):
+    base1, base2 = rand_pair((2, 12, 9, 14), torch.float32)
+    f1 = base1[:, ::2].requires_grad_(False)                    # channel-strided view
+    f2 = base2.contiguous(memory_format=torch.channels_last)[:, 1::2]
+    f1 = f1.clone().requires_grad_(True).transpose(2, 3).contiguous().transpose(2, 3)  # non-contiguous leaf view
+    assert not f1.is_contiguous() and not f2.is_contiguous()
+    f2 = f2.detach().requires_grad_(True)
+    out = correlation(f1, f2, 4, 2)
+    ref = correlation_reference(f1, f2, 4, 2)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
+    grad = torch.randn(out.shape).transpose(2, 3).contiguous().transpose(2, 3)  # non-contiguous grad
+    got = torch.autograd.grad(out, (f1, f2), grad)
+    want = torch.autograd.grad(ref, (f1, f2), grad)
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_inputs_computed_in_float32(cpu_op, dtype):
+    f1, f2 = rand_pair((1, 16, 6, 7), torch.float32)
+    out = correlation(f1.to(dtype), f2.to(dtype), 4, 2)
+    assert out.dtype == dtype
+    ref = correlation_reference(f1.to(dtype).float(), f2.to(dtype).float(), 4, 2)
+    torch.testing.assert_close(out.float(), ref, rtol=1e-2, atol=1e-2)
+
+
+@pytest.mark.parametrize("cfg", [((1, 3, 4, 5), 2, 1, 1, 1), ((2, 2, 5, 4), 2, 2, 3, 2)])
+def test_gradcheck_float64(cpu_op, cfg):
+    shape, md, s2, k, s1 = cfg
+    f1, f2 = rand_pair(shape, torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a, b: cpu_op(a, b, md, s2, k, s1), (f1, f2))
+
+
+@pytest.mark.parametrize("cfg", [((2, 5, 6, 7), 3, 1, 1, 1), ((1, 4, 7, 5), 4, 2, 3, 2)])
+def test_opcheck(cpu_op, cfg):
+    shape, md, s2, k, s1 = cfg
+    f1, f2 = rand_pair(shape, torch.float32, requires_grad=True)
+    torch.library.opcheck(torch.ops.flownet_ros.correlation.default, (f1, f2, md, s2, k, s1))
+    grad = torch.randn(output_shape(shape, md, s2, k, s1))
+    torch.library.opcheck(torch.ops.flownet_ros.correlation_backward.default,
+                          (grad, f1.detach(), f2.detach(), md, s2, k, s1))
+
+
+def test_torch_compile_smoke(cpu_op):
+    f1, f2 = rand_pair((2, 8, 9, 10), torch.float32, requires_grad=True)
+
+    def fn(a, b):
+        return torch.nn.functional.leaky_relu(correlation(a, b, 4, 2), 0.1).square().sum()
+
+    compiled = torch.compile(fn, backend="aot_eager", fullgraph=True)
+    got = compiled(f1, f2)
+    got_grads = torch.autograd.grad(got, (f1, f2))
+    want = fn(f1, f2)
+    want_grads = torch.autograd.grad(want, (f1, f2))
+    torch.testing.assert_close(got, want)
+    for g, w in zip(got_grads, want_grads):
+        torch.testing.assert_close(g, w)
+
+
+def test_bad_arguments_raise():
+    f = torch.zeros(1, 2, 3, 4)
+    with pytest.raises(ValueError, match="same shape"):
+        correlation(f, torch.zeros(1, 2, 3, 5))
+    with pytest.raises(ValueError, match="odd kernel_size"):
+        correlation(f, f, 2, 1, kernel_size=2)
+    with pytest.raises(ValueError, match="floating-point"):
+        correlation(f.long(), f.long())
+
+
+def test_op_checks_in_cpp(cpu_op):
+    f = torch.zeros(1, 2, 3, 4)
+    with pytest.raises(RuntimeError, match="kernel_size must be odd"):
+        cpu_op(f, f, 2, 1, 2, 1)
+    with pytest.raises(RuntimeError, match="same shape"):
+        cpu_op(f, torch.zeros(1, 2, 3, 3), 2, 1, 1, 1)
+
+
+def test_flownetc_runs_with_compiled_op(cpu_op, monkeypatch):
+    from flownet_ros.models import flownet
+
+    torch.manual_seed(0)
+    model = flownet.FlowNetC(width=0.25).train()
+    img1, img2 = torch.randn(2, 3, 64, 64), torch.randn(2, 3, 64, 64)
+    flows = model(img1, img2)
+    loss = sum(f.square().mean() for f in flows)
+    loss.backward()
+    grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    monkeypatch.setattr(flownet, "correlation", correlation_reference)
+    ref_flows = model(img1, img2)
+    sum(f.square().mean() for f in ref_flows).backward()
+    for a, b in zip(flows, ref_flows):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    for a, p in zip(grads, model.parameters()):
+        torch.testing.assert_close(a, p.grad, rtol=1e-3, atol=1e-5)
+
+
+def _run_python(code, **env):
+    full_env = dict(os.environ, PYTHONPATH=REPO, **env)
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
+                          env=full_env, cwd=REPO, timeout=300)
+
+
+def test_env_var_forces_reference():
+    res = _run_python("""
+        import torch
+        from flownet_ros.ops import correlation, correlation_backend
+        correlation(torch.ones(1, 2, 3, 3), torch.ones(1, 2, 3, 3), 2, 1)
+        print(correlation_backend())
+        """, FLOWNET_ROS_CORRELATION_BACKEND="reference")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "reference"
+    assert "RuntimeWarning" not in res.stderr
+
+
+def test_failed_build_falls_back_with_one_warning(tmp_path):
+    # A fresh build folder and a compiler that always fails: the op must still work, on the reference,
+    # after exactly one warning that says why.
+    res = _run_python("""
+        import warnings, torch
+        warnings.simplefilter("always")
+        with warnings.catch_warnings(record=True) as caught:
+            from flownet_ros.ops import correlation, correlation_backend, correlation_reference
+            a, b = torch.randn(1, 3, 5, 6), torch.randn(1, 3, 5, 6)
+            out = correlation(a, b, 2, 1)
+            correlation(a, b, 2, 1)
+            assert torch.allclose(out, correlation_reference(a, b, 2, 1))
+        msgs = [str(w.message) for w in caught if "correlation" in str(w.message)]
+        print(correlation_backend())
+        print(len(msgs))
+        print(msgs[0] if msgs else "")
+        """, FLOWNET_ROS_BUILD_DIR=str(tmp_path), CXX="false", FLOWNET_ROS_CORRELATION_BACKEND="auto")
+    assert res.returncode == 0, res.stderr
+    backend, count, message = res.stdout.strip().splitlines()[:3]
+    assert backend == "reference"
+    assert count == "1"
+    assert "could not be built" in message or "unavailable" in message
+    assert "flownet_ros.ops.build --verbose" in message
+
+
+def test_forced_backend_failure_raises(tmp_path):
+    res = _run_python("""
+        import torch
+        from flownet_ros.ops import correlation
+        correlation(torch.ones(1, 2, 3, 3), torch.ones(1, 2, 3, 3), 2, 1)
+        """, FLOWNET_ROS_BUILD_DIR=str(tmp_path), CXX="false", FLOWNET_ROS_CORRELATION_BACKEND="cpu-compiled")
+    assert res.returncode != 0
+    assert "cpu-compiled but the CPU extension failed to build" in res.stderr
