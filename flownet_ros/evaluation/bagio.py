@@ -7,6 +7,7 @@ Every failure to read a bag, or to find what was asked for in it, raises :class:
 from __future__ import annotations
 
 import shutil
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
@@ -21,12 +22,24 @@ IMAGE_TYPES = (IMAGE, COMPRESSED)
 FLOW_ENCODING = "32FC2"
 #: Image encodings that are not camera pictures (flow, depth, disparity): never auto-detected as input.
 NON_CAMERA_ENCODINGS = ("32FC", "64FC", "16UC1", "16SC1", "32SC")
+
 STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
 TYPESTORE = get_typestore(Stores.ROS2_KILTED)
 
 
 class BagError(ValueError):
     """A bag cannot be read or written, or lacks the topic asked for. The message names the bag."""
+
+
+def cdr_stamp_ns(raw: bytes) -> int:
+    """header.stamp (ns) of a CDR-serialized message that starts with std_msgs/Header, without decoding it.
+
+    Layout: 4-byte encapsulation (byte 1: 0 = big, 1 = little endian), int32 sec, uint32 nanosec.
+    """
+    if len(raw) < 12:
+        raise ValueError(f"serialized message too short for a header ({len(raw)} bytes)")
+    sec, nsec = struct.unpack_from("<iI" if raw[1] & 1 else ">iI", raw, 4)
+    return sec * 1_000_000_000 + nsec
 
 
 def stamp_to_ns(stamp: Any) -> int:
@@ -128,6 +141,14 @@ class BagReader:
         """topic -> message type (e.g. ``sensor_msgs/msg/Image``)."""
         return {t: info.msgtype or "?" for t, info in self.reader.topics.items()}
 
+    @property
+    def custom_data(self) -> Dict[str, str]:
+        """metadata.yaml ``custom_data`` (bag directories written with it; else empty)."""
+        try:
+            return dict(self.reader.readers[0].storage.metadata.custom or {})
+        except AttributeError:  # single storage file: no metadata.yaml
+            return {}
+
     def message_count(self, topic: str) -> int:
         info = self.reader.topics.get(topic)
         return int(info.msgcount) if info is not None else 0
@@ -138,8 +159,12 @@ class BagReader:
         except Exception as err:
             raise self._fail(f"cannot decode a {msgtype} message", err) from err
 
-    def messages(self, topics: Iterable[str]) -> Iterator[BagMessage]:
-        """Messages of ``topics`` in bag-time order; unknown topics raise :class:`BagError`."""
+    def messages(self, topics: Iterable[str], start: Optional[int] = None,
+                 stop: Optional[int] = None) -> Iterator[BagMessage]:
+        """Messages of ``topics`` in bag-time order (``start`` <= bag time < ``stop`` when given).
+
+        Unknown topics raise :class:`BagError`.
+        """
         topics = list(topics)
         missing = [t for t in topics if t not in self.topics]
         if missing:
@@ -147,7 +172,7 @@ class BagReader:
                            f"topics: {describe_topics(self.topics)}")
         conns = [c for c in self.reader.connections if c.topic in topics]
         try:
-            for conn, t_ns, raw in self.reader.messages(connections=conns):
+            for conn, t_ns, raw in self.reader.messages(connections=conns, start=start, stop=stop):
                 yield BagMessage(conn.topic, conn.msgtype, int(t_ns), bytes(raw), self)
         except BagError:
             raise
@@ -176,7 +201,11 @@ def image_topics(bag: BagReader) -> Dict[str, str]:
 
 
 def _is_camera(encoding: str) -> bool:
-    return not encoding.upper().startswith(NON_CAMERA_ENCODINGS)
+    """'' = CompressedImage; raw encodings must be readable by the node's conversions."""
+    from flownet_ros.ros.conversions import SUPPORTED_ENCODINGS
+
+    return encoding == "" or (encoding in SUPPORTED_ENCODINGS
+                              and not encoding.upper().startswith(NON_CAMERA_ENCODINGS))
 
 
 def select_image_topic(bag: BagReader, topic: Optional[str] = None) -> Tuple[str, str]:
@@ -192,9 +221,12 @@ def select_image_topic(bag: BagReader, topic: Optional[str] = None) -> Tuple[str
         if bag.topics[topic] not in IMAGE_TYPES:
             raise BagError(f"topic {topic!r} in bag {bag.path} has type {bag.topics[topic]}, expected "
                            f"sensor_msgs/msg/Image or sensor_msgs/msg/CompressedImage; image topics: {listing}")
-        if not _is_camera(images[topic]):
-            raise BagError(f"topic {topic!r} in bag {bag.path} has encoding {images[topic]}, not a camera "
-                           f"image; image topics: {listing}")
+        from flownet_ros.ros.conversions import SUPPORTED_ENCODINGS
+
+        enc = images[topic]
+        if enc and enc not in SUPPORTED_ENCODINGS:
+            raise BagError(f"topic {topic!r} in bag {bag.path} has encoding {enc!r}, not a camera image "
+                           f"encoding the node reads ({', '.join(SUPPORTED_ENCODINGS)}); image topics: {listing}")
         return topic, bag.topics[topic]
     cameras = [t for t, e in images.items() if _is_camera(e)]
     if not cameras:
@@ -244,6 +276,10 @@ class BagWriter:
         self._conns: Dict[str, Any] = {}
         self.counts: Dict[str, int] = {}
 
+    def set_custom(self, key: str, value: str) -> None:
+        """metadata.yaml custom_data entry (written when the bag is closed)."""
+        self._writer.set_custom_data(key, str(value))
+
     def add(self, topic: str, msgtype: str) -> None:
         if topic not in self._conns:
             self._conns[topic] = self._writer.add_connection(topic, msgtype, typestore=TYPESTORE)
@@ -289,56 +325,30 @@ def rgb_message(img, stamp_ns: int, frame_id: str, encoding: str = "rgb8"):
                                   encoding=encoding, is_bigendian=0, step=w * 3, data=img.reshape(-1))
 
 
-def flow_from_message(msg: Any, where: str = "") -> "np.ndarray":  # noqa: F821
-    """32FC2 sensor_msgs/Image (rosbags or rclpy) -> [H,W,2] float32 pixels, honouring step and endianness."""
-    import numpy as np
+class StampIndex:
+    """Random access by header stamp to the messages of one topic (any order in the bag).
 
-    if msg.encoding != FLOW_ENCODING:
-        raise BagError(f"{where}expected a 32FC2 flow image, got encoding {msg.encoding!r}")
-    h, w, step = int(msg.height), int(msg.width), int(msg.step)
-    buf = np.frombuffer(msg.data, dtype=np.uint8)
-    if step < w * 8 or buf.size < step * h:
-        raise BagError(f"{where}32FC2 image {w}x{h} with step {step} has {buf.size} bytes")
-    rows = buf[:step * h].reshape(h, step)[:, :w * 8]
-    dtype = ">f4" if msg.is_bigendian else "<f4"
-    return np.ascontiguousarray(rows).view(dtype).reshape(h, w, 2).astype(np.float32)
-
-
-class StampJoin:
-    """Look up items of a (nearly) stamp-ordered stream by stamp, streaming with a small buffer.
-
-    ``items`` yields (stamp_ns, value). ``take(stamp)`` returns the value with exactly that stamp or
-    None; items with smaller stamps still buffered are dropped and counted in ``skipped``.
+    Scans the topic once reading only the serialized headers; ``get(stamp)`` then reads the one
+    message back by its bag time. Output bags of a replay at ``--rate 0`` are not in stamp order.
     """
 
-    def __init__(self, items: Iterable[Tuple[int, Any]], lookahead: int = 2):
-        self._it = iter(items)
-        self._buf: Dict[int, Any] = {}
-        self._done = False
-        self.lookahead = lookahead
-        self.skipped: List[int] = []
+    def __init__(self, bag: BagReader, topic: str):
+        self.bag = bag
+        self.topic = topic
+        self.times: Dict[int, List[int]] = {}
+        for m in bag.messages([topic]):
+            self.times.setdefault(cdr_stamp_ns(m.raw), []).append(m.time_ns)
 
-    def _ahead(self, stamp: int) -> int:
-        return sum(1 for s in self._buf if s > stamp)
+    def __contains__(self, stamp: int) -> bool:
+        return stamp in self.times
 
-    def take(self, stamp: int) -> Any:
-        while not self._done and self._ahead(stamp) < self.lookahead:
-            try:
-                s, v = next(self._it)
-            except StopIteration:
-                self._done = True
-                break
-            self._buf[s] = v
-        for s in [s for s in self._buf if s < stamp]:
-            self.skipped.append(s)
-            del self._buf[s]
-        return self._buf.pop(stamp, None)
+    def __len__(self) -> int:
+        return sum(len(t) for t in self.times.values())
 
-    def rest(self) -> List[int]:
-        """Drain: stamps never taken (including those not yet read)."""
-        for s, _ in self._it:
-            self._buf[s] = None
-        self._done = True
-        left = sorted(self.skipped + list(self._buf))
-        self._buf.clear()
-        return left
+    def get(self, stamp: int) -> Optional[BagMessage]:
+        """The first message with header stamp ``stamp`` (None if there is none)."""
+        for t in self.times.get(stamp, ()):
+            for m in self.bag.messages([self.topic], start=t, stop=t + 1):
+                if cdr_stamp_ns(m.raw) == stamp:
+                    return m
+        return None
