@@ -1,0 +1,209 @@
+"""FlowNet training augmentation (Dosovitskiy et al. 2015, section 4 of the reference notes).
+
+Geometric: one random similarity transform (translation, rotation, scale) applied to both images
+plus a smaller relative one applied to the second image only; the output is a crop of fixed size.
+The flow is transformed consistently: for an output pixel p of image 1, with x = G1^-1(p) in the
+input image 1, the new flow is G2(x + flow(x)) - p. Pixels whose source leaves input image 1,
+whose input flow is invalid, or whose target leaves the output crop become invalid.
+
+Photometric (flow untouched): contrast, per-channel multiplicative colour, gamma, additive
+brightness (same parameters for both images, plus a small relative change on image 2) and
+independent Gaussian noise per image.
+
+Usage: ``aug = Augmentor(crop=(320, 448)); sample = aug(sample, np.random.default_rng(seed))`` on
+the item dicts of :mod:`flownet_ros.data` (img1/img2 uint8 [H,W,3], flow float32 [H,W,2] px,
+valid bool [H,W]).
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Optional, Sequence, Tuple
+
+import cv2
+import numpy as np
+
+DISCONTINUITY_PX = 1.0  # neighbours differing more than this: take the nearest flow, not a blend
+
+
+def _pair(value, name: str) -> Tuple[float, float]:
+    lo, hi = (float(v) for v in value)
+    if lo > hi:
+        raise ValueError(f"{name} range must be (low, high) with low <= high, got {value}")
+    return lo, hi
+
+
+def _similarity(scale: float, angle_deg: float, centre_from: Sequence[float], centre_to: Sequence[float]
+                ) -> np.ndarray:
+    """3x3 map x -> scale * R(angle) * (x - centre_from) + centre_to."""
+    a = np.radians(angle_deg)
+    c, s = scale * np.cos(a), scale * np.sin(a)
+    m = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+    m[:2, 2] = np.asarray(centre_to, float) - m[:2, :2] @ np.asarray(centre_from, float)
+    return m
+
+
+def sample_flow(flow: np.ndarray, valid: np.ndarray, x: np.ndarray, y: np.ndarray
+                ) -> Tuple[np.ndarray, np.ndarray]:
+    """Sample [H,W,2] flow and [H,W] valid at float positions x, y ([h,w] each).
+
+    Bilinear where the contributing neighbours agree within :data:`DISCONTINUITY_PX`, the nearest
+    neighbour across motion boundaries. Valid needs every contributing neighbour valid and the
+    position inside [0, W-1] x [0, H-1]. Returns (flow [h,w,2] float32, valid [h,w] bool).
+    """
+    h, w = flow.shape[:2]
+    inside = (x >= 0) & (x <= w - 1) & (y >= 0) & (y <= h - 1)
+    xc = np.clip(x, 0, w - 1).astype(np.float32)
+    yc = np.clip(y, 0, h - 1).astype(np.float32)
+    x0 = np.minimum(np.floor(xc).astype(np.intp), w - 1)
+    y0 = np.minimum(np.floor(yc).astype(np.intp), h - 1)
+    fx = (xc - x0)[..., None]
+    fy = (yc - y0)[..., None]
+    x1 = np.minimum(x0 + 1, w - 1)
+    y1 = np.minimum(y0 + 1, h - 1)
+    f00, f01, f10, f11 = flow[y0, x0], flow[y0, x1], flow[y1, x0], flow[y1, x1]
+    w00, w01, w10, w11 = (1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy
+    bil = w00 * f00 + w01 * f01 + w10 * f10 + w11 * f11
+    ok = np.ones(x.shape, bool)
+    spread = np.zeros(x.shape, np.float32)
+    for f, wgt, v in ((f00, w00, valid[y0, x0]), (f01, w01, valid[y0, x1]),
+                      (f10, w10, valid[y1, x0]), (f11, w11, valid[y1, x1])):
+        used = wgt[..., 0] > 0
+        ok &= v | ~used
+        spread = np.maximum(spread, np.where(used, np.abs(f - bil).max(axis=-1), 0))
+    xn = np.rint(xc).astype(np.intp)
+    yn = np.rint(yc).astype(np.intp)
+    edge = spread > DISCONTINUITY_PX
+    out = np.where(edge[..., None], flow[yn, xn], bil).astype(np.float32)
+    ok = np.where(edge, valid[yn, xn], ok)
+    return out, ok & inside
+
+
+class Augmentor:
+    """FlowNet augmentation; ``aug(sample, rng) -> sample`` (new dict, input untouched).
+
+    Geometric parameters: ``translate`` (fraction of the input size, uniform +-), ``rotate``
+    (degrees, uniform +-), ``scale`` (zoom range, uniform), and the relative transform of image 2:
+    ``rel_translate`` (fraction of the crop size), ``rel_rotate`` (degrees), ``rel_scale`` (range).
+    Photometric: ``contrast`` (c: (x - mean)(1 + c) + mean), ``colour`` (per-channel factor,
+    log-uniform), ``gamma``, ``brightness`` (std of an additive shift on the 0..1 scale),
+    ``noise`` (range of the Gaussian noise std, 0..1 scale), ``rel_brightness`` / ``rel_colour``
+    (std of the extra change of image 2). Defaults are the paper's values.
+    """
+
+    def __init__(self, crop: Optional[Sequence[int]] = (320, 448), geometric: bool = True,
+                 photometric: bool = True, translate: float = 0.2, rotate: float = 17.0,
+                 scale: Sequence[float] = (0.9, 2.0), rel_translate: float = 0.03, rel_rotate: float = 3.0,
+                 rel_scale: Sequence[float] = (0.95, 1.05), contrast: Sequence[float] = (-0.8, 0.4),
+                 colour: Sequence[float] = (0.5, 2.0), gamma: Sequence[float] = (0.7, 1.5),
+                 brightness: float = 0.2, noise: Sequence[float] = (0.0, 0.04), rel_brightness: float = 0.02,
+                 rel_colour: float = 0.02):
+        if crop is not None:
+            if len(crop) != 2 or min(int(c) for c in crop) < 1:
+                raise ValueError(f"crop must be (H, W) with positive sizes, got {crop}")
+            crop = (int(crop[0]), int(crop[1]))
+        self.crop = crop
+        self.geometric, self.photometric = bool(geometric), bool(photometric)
+        self.translate, self.rotate = float(translate), float(rotate)
+        self.scale = _pair(scale, "scale")
+        if self.scale[0] <= 0:
+            raise ValueError(f"scale must be positive, got {scale}")
+        self.rel_translate, self.rel_rotate = float(rel_translate), float(rel_rotate)
+        self.rel_scale = _pair(rel_scale, "rel_scale")
+        if self.rel_scale[0] <= 0:
+            raise ValueError(f"rel_scale must be positive, got {rel_scale}")
+        self.contrast = _pair(contrast, "contrast")
+        self.colour = _pair(colour, "colour")
+        if self.colour[0] <= 0:
+            raise ValueError(f"colour factors must be positive, got {colour}")
+        self.gamma = _pair(gamma, "gamma")
+        if self.gamma[0] <= 0:
+            raise ValueError(f"gamma must be positive, got {gamma}")
+        self.brightness = float(brightness)
+        self.noise = _pair(noise, "noise")
+        self.rel_brightness, self.rel_colour = float(rel_brightness), float(rel_colour)
+
+    def __repr__(self) -> str:
+        return f"Augmentor({', '.join(f'{k}={v!r}' for k, v in vars(self).items())})"
+
+    def __call__(self, sample: Dict[str, np.ndarray], rng: np.random.Generator) -> Dict[str, np.ndarray]:
+        out = dict(sample)
+        if self.geometric or self.crop is not None:
+            out = self.geometric_transform(out, rng)
+        if self.photometric:
+            out["img1"], out["img2"] = self.photometric_transform(out["img1"], out["img2"], rng)
+        return out
+
+    # -- geometry -------------------------------------------------------------------------------
+    def sample_transforms(self, rng: np.random.Generator, in_size: Tuple[int, int], out_size: Tuple[int, int]
+                          ) -> Tuple[np.ndarray, np.ndarray]:
+        """Random (G1, G2), 3x3 maps from input image coordinates to output crop coordinates."""
+        (h, w), (oh, ow) = in_size, out_size
+        c_out = ((ow - 1) / 2.0, (oh - 1) / 2.0)
+        if not self.geometric:  # plain random crop: integer offsets, exact copy of pixels
+            if oh > h or ow > w:
+                raise ValueError(f"crop {out_size} is larger than the image {in_size}")
+            x0, y0 = int(rng.integers(0, w - ow + 1)), int(rng.integers(0, h - oh + 1))
+            g = np.array([[1.0, 0, -x0], [0, 1.0, -y0], [0, 0, 1.0]])
+            return g, g.copy()
+        t = rng.uniform(-self.translate, self.translate, 2) * (w, h)
+        centre_in = ((w - 1) / 2.0 + t[0], (h - 1) / 2.0 + t[1])
+        g1 = _similarity(rng.uniform(*self.scale), rng.uniform(-self.rotate, self.rotate), centre_in, c_out)
+        rt = rng.uniform(-self.rel_translate, self.rel_translate, 2) * (ow, oh)
+        rel = _similarity(rng.uniform(*self.rel_scale), rng.uniform(-self.rel_rotate, self.rel_rotate),
+                          c_out, (c_out[0] + rt[0], c_out[1] + rt[1]))
+        return g1, rel @ g1
+
+    def geometric_transform(self, sample: Dict[str, np.ndarray], rng: np.random.Generator) -> Dict[str, np.ndarray]:
+        img1, img2, flow = sample["img1"], sample["img2"], sample["flow"]
+        h, w = img1.shape[:2]
+        valid = sample.get("valid")
+        valid = np.ones((h, w), bool) if valid is None else valid
+        oh, ow = self.crop if self.crop is not None else (h, w)
+        g1, g2 = self.sample_transforms(rng, (h, w), (oh, ow))
+        warp = lambda img, g: cv2.warpAffine(img, g[:2], (ow, oh), flags=cv2.INTER_LINEAR,  # noqa: E731
+                                             borderMode=cv2.BORDER_REFLECT_101)
+        out_img1, out_img2 = warp(img1, g1), warp(img2, g2)
+        # source positions in input image 1 of every output pixel
+        inv1 = np.linalg.inv(g1)
+        ys, xs = np.mgrid[0:oh, 0:ow].astype(np.float64)
+        sx = inv1[0, 0] * xs + inv1[0, 1] * ys + inv1[0, 2]
+        sy = inv1[1, 0] * xs + inv1[1, 1] * ys + inv1[1, 2]
+        f, ok = sample_flow(flow, valid, sx, sy)
+        tx = sx + f[:, :, 0]
+        ty = sy + f[:, :, 1]
+        px = g2[0, 0] * tx + g2[0, 1] * ty + g2[0, 2]
+        py = g2[1, 0] * tx + g2[1, 1] * ty + g2[1, 2]
+        new_flow = np.stack([px - xs, py - ys], axis=2).astype(np.float32)
+        ok &= (px >= 0) & (px <= ow - 1) & (py >= 0) & (py <= oh - 1)
+        new_flow[~ok] = 0.0
+        return {**sample, "img1": out_img1, "img2": out_img2, "flow": new_flow, "valid": ok}
+
+    # -- photometry -----------------------------------------------------------------------------
+    def photometric_transform(self, img1: np.ndarray, img2: np.ndarray, rng: np.random.Generator
+                              ) -> Tuple[np.ndarray, np.ndarray]:
+        """Same contrast/colour/gamma/brightness on both uint8 images (+ a small relative change
+        on image 2) and independent noise -> two uint8 images."""
+        a = img1.astype(np.float32) * np.float32(1 / 255.0)
+        b = img2.astype(np.float32) * np.float32(1 / 255.0)
+        mean = np.float32(0.5 * (a.mean() + b.mean()))
+        contrast = np.float32(1.0 + rng.uniform(*self.contrast))
+        lo, hi = np.log(self.colour[0]), np.log(self.colour[1])
+        colour = np.exp(rng.uniform(lo, hi, 3)).astype(np.float32)
+        gamma = np.float32(rng.uniform(*self.gamma))
+        bright = np.float32(rng.normal(0, self.brightness)) if self.brightness > 0 else np.float32(0)
+        rel_colour = np.exp(rng.normal(0, self.rel_colour, 3)).astype(np.float32) if self.rel_colour > 0 \
+            else np.ones(3, np.float32)
+        rel_bright = np.float32(rng.normal(0, self.rel_brightness)) if self.rel_brightness > 0 else np.float32(0)
+        sigmas = rng.uniform(*self.noise, 2)
+        outs = []
+        for img, col, add, sigma in ((a, colour, bright, sigmas[0]),
+                                     (b, colour * rel_colour, bright + rel_bright, sigmas[1])):
+            img = (img - mean) * contrast + mean
+            img *= col
+            np.clip(img, 0.0, 1.0, out=img)
+            img = np.power(img, gamma)
+            img += add
+            if sigma > 0:
+                img += rng.standard_normal(img.shape, dtype=np.float32) * np.float32(sigma)
+            outs.append(np.clip(img * np.float32(255.0) + np.float32(0.5), 0, 255).astype(np.uint8))
+        return outs[0], outs[1]
