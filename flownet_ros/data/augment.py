@@ -44,37 +44,35 @@ def _similarity(scale: float, angle_deg: float, centre_from: Sequence[float], ce
 
 def sample_flow(flow: np.ndarray, valid: np.ndarray, x: np.ndarray, y: np.ndarray
                 ) -> Tuple[np.ndarray, np.ndarray]:
-    """Sample [H,W,2] flow and [H,W] valid at float positions x, y ([h,w] each).
+    """Sample [H,W,2] flow and [H,W] valid at float positions x, y ([h,w] each, float32).
 
-    Bilinear where the contributing neighbours agree within :data:`DISCONTINUITY_PX`, the nearest
-    neighbour across motion boundaries. Valid needs every contributing neighbour valid and the
-    position inside [0, W-1] x [0, H-1]. Returns (flow [h,w,2] float32, valid [h,w] bool).
+    Bilinear where the 2x2 neighbourhood agrees within :data:`DISCONTINUITY_PX`, the nearest
+    neighbour across motion boundaries. Valid needs the whole 2x2 neighbourhood valid (the nearest
+    pixel valid at boundaries) and the position inside [0, W-1] x [0, H-1].
+    Returns (flow [h,w,2] float32, valid [h,w] bool).
     """
     h, w = flow.shape[:2]
+    x = np.asarray(x, np.float32)
+    y = np.asarray(y, np.float32)
+    flow = np.ascontiguousarray(flow, np.float32)
     inside = (x >= 0) & (x <= w - 1) & (y >= 0) & (y <= h - 1)
-    xc = np.clip(x, 0, w - 1).astype(np.float32)
-    yc = np.clip(y, 0, h - 1).astype(np.float32)
-    x0 = np.minimum(np.floor(xc).astype(np.intp), w - 1)
-    y0 = np.minimum(np.floor(yc).astype(np.intp), h - 1)
-    fx = (xc - x0)[..., None]
-    fy = (yc - y0)[..., None]
-    x1 = np.minimum(x0 + 1, w - 1)
-    y1 = np.minimum(y0 + 1, h - 1)
-    f00, f01, f10, f11 = flow[y0, x0], flow[y0, x1], flow[y1, x0], flow[y1, x1]
-    w00, w01, w10, w11 = (1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy
-    bil = w00 * f00 + w01 * f01 + w10 * f10 + w11 * f11
-    ok = np.ones(x.shape, bool)
-    spread = np.zeros(x.shape, np.float32)
-    for f, wgt, v in ((f00, w00, valid[y0, x0]), (f01, w01, valid[y0, x1]),
-                      (f10, w10, valid[y1, x0]), (f11, w11, valid[y1, x1])):
-        used = wgt[..., 0] > 0
-        ok &= v | ~used
-        spread = np.maximum(spread, np.where(used, np.abs(f - bil).max(axis=-1), 0))
-    xn = np.rint(xc).astype(np.intp)
-    yn = np.rint(yc).astype(np.intp)
-    edge = spread > DISCONTINUITY_PX
-    out = np.where(edge[..., None], flow[yn, xn], bil).astype(np.float32)
-    ok = np.where(edge, valid[yn, xn], ok)
+    # per 2x2 block starting at (row, col): flow range and all-valid
+    block = np.ones((2, 2), np.uint8)
+    rng_u = cv2.dilate(flow[:, :, 0], block, anchor=(0, 0)) - cv2.erode(flow[:, :, 0], block, anchor=(0, 0))
+    rng_v = cv2.dilate(flow[:, :, 1], block, anchor=(0, 0)) - cv2.erode(flow[:, :, 1], block, anchor=(0, 0))
+    edge_in = (np.maximum(rng_u, rng_v) > DISCONTINUITY_PX).astype(np.uint8)
+    valid_u8 = valid.astype(np.uint8)
+    all_valid = cv2.erode(valid_u8, block, anchor=(0, 0))
+    # nearest lookups of the block maps at the block's top-left pixel (floor of the position)
+    xf, yf = x - np.float32(0.5), y - np.float32(0.5)
+    nearest = dict(interpolation=cv2.INTER_NEAREST, borderMode=cv2.BORDER_REPLICATE)
+    edge = cv2.remap(edge_in, xf, yf, **nearest).astype(bool)
+    ok_block = cv2.remap(all_valid, xf, yf, **nearest).astype(bool)
+    bil = cv2.remap(flow, x, y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    near = cv2.remap(flow, x, y, **nearest)
+    ok_near = cv2.remap(valid_u8, x, y, **nearest).astype(bool)
+    out = np.where(edge[..., None], near, bil)
+    ok = np.where(edge, ok_near, ok_block)
     return out, ok & inside
 
 
@@ -160,20 +158,34 @@ class Augmentor:
         valid = np.ones((h, w), bool) if valid is None else valid
         oh, ow = self.crop if self.crop is not None else (h, w)
         g1, g2 = self.sample_transforms(rng, (h, w), (oh, ow))
+        if not self.geometric:  # integer crop: exact slices
+            x0, y0 = int(-g1[0, 2]), int(-g1[1, 2])
+            sl = (slice(y0, y0 + oh), slice(x0, x0 + ow))
+            f = flow[sl].astype(np.float32)
+            ok = valid[sl] & (f[:, :, 0] + np.arange(ow, dtype=np.float32) >= 0) \
+                & (f[:, :, 0] + np.arange(ow, dtype=np.float32) <= ow - 1) \
+                & (f[:, :, 1] + np.arange(oh, dtype=np.float32)[:, None] >= 0) \
+                & (f[:, :, 1] + np.arange(oh, dtype=np.float32)[:, None] <= oh - 1)
+            f = np.where(ok[..., None], f, np.float32(0))
+            return {**sample, "img1": img1[sl].copy(), "img2": img2[sl].copy(), "flow": f, "valid": ok}
         warp = lambda img, g: cv2.warpAffine(img, g[:2], (ow, oh), flags=cv2.INTER_LINEAR,  # noqa: E731
                                              borderMode=cv2.BORDER_REFLECT_101)
         out_img1, out_img2 = warp(img1, g1), warp(img2, g2)
         # source positions in input image 1 of every output pixel
-        inv1 = np.linalg.inv(g1)
-        ys, xs = np.mgrid[0:oh, 0:ow].astype(np.float64)
+        inv1 = np.linalg.inv(g1).astype(np.float32)
+        xs = np.arange(ow, dtype=np.float32)[None, :]
+        ys = np.arange(oh, dtype=np.float32)[:, None]
         sx = inv1[0, 0] * xs + inv1[0, 1] * ys + inv1[0, 2]
         sy = inv1[1, 0] * xs + inv1[1, 1] * ys + inv1[1, 2]
         f, ok = sample_flow(flow, valid, sx, sy)
         tx = sx + f[:, :, 0]
         ty = sy + f[:, :, 1]
-        px = g2[0, 0] * tx + g2[0, 1] * ty + g2[0, 2]
-        py = g2[1, 0] * tx + g2[1, 1] * ty + g2[1, 2]
-        new_flow = np.stack([px - xs, py - ys], axis=2).astype(np.float32)
+        g2 = g2.astype(np.float32)
+        new_flow = np.empty((oh, ow, 2), np.float32)
+        new_flow[:, :, 0] = g2[0, 0] * tx + g2[0, 1] * ty + g2[0, 2] - xs
+        new_flow[:, :, 1] = g2[1, 0] * tx + g2[1, 1] * ty + g2[1, 2] - ys
+        px = new_flow[:, :, 0] + xs
+        py = new_flow[:, :, 1] + ys
         ok &= (px >= 0) & (px <= ow - 1) & (py >= 0) & (py <= oh - 1)
         new_flow[~ok] = 0.0
         return {**sample, "img1": out_img1, "img2": out_img2, "flow": new_flow, "valid": ok}
@@ -182,28 +194,32 @@ class Augmentor:
     def photometric_transform(self, img1: np.ndarray, img2: np.ndarray, rng: np.random.Generator
                               ) -> Tuple[np.ndarray, np.ndarray]:
         """Same contrast/colour/gamma/brightness on both uint8 images (+ a small relative change
-        on image 2) and independent noise -> two uint8 images."""
-        a = img1.astype(np.float32) * np.float32(1 / 255.0)
-        b = img2.astype(np.float32) * np.float32(1 / 255.0)
-        mean = np.float32(0.5 * (a.mean() + b.mean()))
-        contrast = np.float32(1.0 + rng.uniform(*self.contrast))
+        on image 2) and independent noise -> two uint8 images. The per-value maps are applied
+        as 256-entry lookup tables."""
+        mean = 0.5 * (float(img1.mean()) + float(img2.mean())) / 255.0
+        contrast = 1.0 + rng.uniform(*self.contrast)
         lo, hi = np.log(self.colour[0]), np.log(self.colour[1])
-        colour = np.exp(rng.uniform(lo, hi, 3)).astype(np.float32)
-        gamma = np.float32(rng.uniform(*self.gamma))
-        bright = np.float32(rng.normal(0, self.brightness)) if self.brightness > 0 else np.float32(0)
-        rel_colour = np.exp(rng.normal(0, self.rel_colour, 3)).astype(np.float32) if self.rel_colour > 0 \
-            else np.ones(3, np.float32)
-        rel_bright = np.float32(rng.normal(0, self.rel_brightness)) if self.rel_brightness > 0 else np.float32(0)
+        colour = np.exp(rng.uniform(lo, hi, 3))
+        gamma = rng.uniform(*self.gamma)
+        bright = rng.normal(0, self.brightness) if self.brightness > 0 else 0.0
+        rel_colour = np.exp(rng.normal(0, self.rel_colour, 3)) if self.rel_colour > 0 else np.ones(3)
+        rel_bright = rng.normal(0, self.rel_brightness) if self.rel_brightness > 0 else 0.0
         sigmas = rng.uniform(*self.noise, 2)
+        values = np.arange(256, dtype=np.float64)[:, None] / 255.0  # [256,1]
+        # one standard-normal field serves both images: image 2 uses it rotated by 180 degrees,
+        # so every pixel gets an independent draw (for sizes >1 px) at half the cost
+        noise = rng.standard_normal(img1.shape, dtype=np.float32) if max(sigmas) > 0 else None
         outs = []
-        for img, col, add, sigma in ((a, colour, bright, sigmas[0]),
-                                     (b, colour * rel_colour, bright + rel_bright, sigmas[1])):
-            img = (img - mean) * contrast + mean
-            img *= col
-            np.clip(img, 0.0, 1.0, out=img)
-            img = np.power(img, gamma)
-            img += add
-            if sigma > 0:
-                img += rng.standard_normal(img.shape, dtype=np.float32) * np.float32(sigma)
-            outs.append(np.clip(img * np.float32(255.0) + np.float32(0.5), 0, 255).astype(np.uint8))
+        for i, (img, col, add, sigma) in enumerate(((img1, colour, bright, sigmas[0]),
+                                                    (img2, colour * rel_colour, bright + rel_bright, sigmas[1]))):
+            lut = np.clip(((values - mean) * contrast + mean) * col[None, :], 0.0, 1.0) ** gamma + add  # [256,3]
+            lut = (lut * 255.0).astype(np.float32).reshape(256, 1, 3)
+            out = cv2.LUT(np.ascontiguousarray(img), lut)
+            if sigma > 0 and noise.shape == out.shape:
+                out += (noise if i == 0 else noise[::-1, ::-1]) * np.float32(255.0 * sigma)
+            elif sigma > 0:
+                out += rng.standard_normal(out.shape, dtype=np.float32) * np.float32(255.0 * sigma)
+            out += np.float32(0.5)
+            np.clip(out, 0, 255, out=out)
+            outs.append(out.astype(np.uint8))
         return outs[0], outs[1]
