@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 from torch.utils.data import Dataset
 
-from flownet_ros.data.textures import pyramid_noise, random_texture
+from flownet_ros.data.textures import BACKGROUND_PROBS, pyramid_noise, random_texture
 from flownet_ros.flow.io import write_flo
 
 REFERENCE_WIDTH = 512.0
@@ -175,7 +175,7 @@ def render_pair(rng_or_seed: Union[np.random.Generator, int, Sequence[int]], siz
 
     # background: texture of the image size; frame 1 sees it with a random sub-pixel offset so both
     # frames are equally interpolated; reflection padding supplies texture beyond the borders
-    bg_rgb = random_texture(rng, h, w)
+    bg_rgb = random_texture(rng, h, w, probs=BACKGROUND_PROBS)
     a1 = _motion(0.0, 1.0, *rng.uniform(-0.5, 0.5, 2), 0.0, 0.0)
     tx, ty = _sample_translation(rng, cfg.bg_translation * px, cfg.large_motion_prob)
     centre = (rng.uniform(0.2, 0.8) * w, rng.uniform(0.2, 0.8) * h)

@@ -16,11 +16,15 @@ perfectly flat. Colour mixing uses ``cv2.blendLinear`` on uint8 images (fast).
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import cv2
 import numpy as np
 
 KINDS = ("noise", "leaves", "stripes", "checker", "gradient")
 KIND_PROBS = (0.3, 0.4, 0.12, 0.1, 0.08)
+#: backgrounds fill most of the image: mostly natural-statistics kinds (periodic ones are ambiguous)
+BACKGROUND_PROBS = (0.35, 0.5, 0.05, 0.04, 0.06)
 
 
 def pyramid_noise(rng: np.random.Generator, h: int, w: int, beta: float, finest: int = 1) -> np.ndarray:
@@ -110,10 +114,12 @@ def _leaves(rng: np.random.Generator, h: int, w: int, img: np.ndarray) -> np.nda
     return img
 
 
-def random_texture(rng: np.random.Generator, h: int, w: int, kind: str = None) -> np.ndarray:
-    """A random colour texture: uint8 [h,w,3] RGB. ``kind`` in :data:`KINDS` or None = random."""
+def random_texture(rng: np.random.Generator, h: int, w: int, kind: str = None,
+                   probs: Sequence[float] = KIND_PROBS) -> np.ndarray:
+    """A random colour texture: uint8 [h,w,3] RGB. ``kind`` in :data:`KINDS`, or None = drawn
+    with probabilities ``probs`` (one per kind)."""
     if kind is None:
-        kind = KINDS[int(rng.choice(len(KINDS), p=KIND_PROBS))]
+        kind = KINDS[int(rng.choice(len(KINDS), p=probs))]
     if kind not in KINDS:
         raise ValueError(f"unknown texture kind {kind!r}; choose from {KINDS}")
     lum = pyramid_noise(rng, h, w, rng.uniform(0.0, 0.7), finest=1)
