@@ -38,57 +38,98 @@ struct Lanes {
   static constexpr int N = 64 / sizeof(T);  // one 512-bit register worth
 };
 
-// out[j] = <a, b[j]> over n channels for NB pointers b[j].
-template <typename T, int NB>
-CORR_INLINE void dot_n(const T* __restrict a, const T* const* b, int64_t n, T* out) {
+// out[j] = <a, b_j> over n channels, four dot products sharing the loads of a.
+template <typename T>
+CORR_INLINE void dot4(const T* __restrict a, const T* __restrict b0, const T* __restrict b1,
+                      const T* __restrict b2, const T* __restrict b3, int64_t n, T* out) {
   constexpr int L = Lanes<T>::N;
-  T acc[NB][L];
-  for (int j = 0; j < NB; ++j)
-    for (int l = 0; l < L; ++l) acc[j][l] = T(0);
+  T s0[L], s1[L], s2[L], s3[L];
+  for (int l = 0; l < L; ++l) s0[l] = s1[l] = s2[l] = s3[l] = T(0);
   int64_t c = 0;
   for (; c + L <= n; c += L) {
-    for (int j = 0; j < NB; ++j) {
-      const T* __restrict bj = b[j] + c;
-      for (int l = 0; l < L; ++l) acc[j][l] += a[c + l] * bj[l];
+    for (int l = 0; l < L; ++l) {
+      const T av = a[c + l];
+      s0[l] += av * b0[c + l];
+      s1[l] += av * b1[c + l];
+      s2[l] += av * b2[c + l];
+      s3[l] += av * b3[c + l];
     }
   }
-  for (int j = 0; j < NB; ++j) {
-    T s = T(0);
-    for (int64_t t = c; t < n; ++t) s += a[t] * b[j][t];
-    for (int l = 0; l < L; ++l) s += acc[j][l];
-    out[j] = s;
+  T t0 = T(0), t1 = T(0), t2 = T(0), t3 = T(0);
+  for (; c < n; ++c) {
+    t0 += a[c] * b0[c];
+    t1 += a[c] * b1[c];
+    t2 += a[c] * b2[c];
+    t3 += a[c] * b3[c];
   }
+  for (int l = 0; l < L; ++l) {
+    t0 += s0[l];
+    t1 += s1[l];
+    t2 += s2[l];
+    t3 += s3[l];
+  }
+  out[0] = t0;
+  out[1] = t1;
+  out[2] = t2;
+  out[3] = t3;
 }
 
-// acc[c] += sum_j w[j] * b[j][c] over n channels.
-template <typename T, int NB>
-CORR_INLINE void axpy_n(T* __restrict acc, const T* w, const T* const* b, int64_t n) {
-  for (int64_t c = 0; c < n; ++c) {
-    T s = acc[c];
-    for (int j = 0; j < NB; ++j) s += w[j] * b[j][c];
-    acc[c] = s;
-  }
-}
-
-// Collects (weight, row pointer) pairs and applies them four at a time.
 template <typename T>
-struct AxpyQueue {
-  T* acc;
-  int64_t n;
-  T w[4] = {};
-  const T* p[4] = {};
-  int k = 0;
-  CORR_INLINE void push(T weight, const T* row) {
-    w[k] = weight;
-    p[k] = row;
-    if (++k == 4) {
-      axpy_n<T, 4>(acc, w, p, n);
-      k = 0;
-    }
+CORR_INLINE T dot1(const T* __restrict a, const T* __restrict b, int64_t n) {
+  constexpr int L = Lanes<T>::N;
+  T s[L];
+  for (int l = 0; l < L; ++l) s[l] = T(0);
+  int64_t c = 0;
+  for (; c + L <= n; c += L)
+    for (int l = 0; l < L; ++l) s[l] += a[c + l] * b[c + l];
+  T t = T(0);
+  for (; c < n; ++c) t += a[c] * b[c];
+  for (int l = 0; l < L; ++l) t += s[l];
+  return t;
+}
+
+// Weighted sum of rows: dst[c] = scale * sum_k w[k] * rows[k][c] for c < n. Rows are applied eight at a
+// time, each streamed contiguously (prefetch friendly), so the accumulator is read and written once per
+// eight multiply-adds.
+template <typename T>
+struct RowSum {
+  std::vector<T> w;
+  std::vector<const T*> rows;
+  std::vector<T> acc;
+  CORR_INLINE void clear() {
+    w.clear();
+    rows.clear();
   }
-  CORR_INLINE void flush() {
-    for (int j = 0; j < k; ++j) axpy_n<T, 1>(acc, w + j, p + j, n);
-    k = 0;
+  CORR_INLINE void push(T weight, const T* row) {
+    w.push_back(weight);
+    rows.push_back(row);
+  }
+  CORR_INLINE void store(T* __restrict dst, int64_t n, T scale) {
+    acc.assign(n, T(0));
+    T* __restrict a = acc.data();
+    const int64_t m = static_cast<int64_t>(w.size());
+    int64_t k = 0;
+    for (; k + 8 <= m; k += 8) {
+      const T w0 = w[k], w1 = w[k + 1], w2 = w[k + 2], w3 = w[k + 3];
+      const T w4 = w[k + 4], w5 = w[k + 5], w6 = w[k + 6], w7 = w[k + 7];
+      const T* __restrict r0 = rows[k];
+      const T* __restrict r1 = rows[k + 1];
+      const T* __restrict r2 = rows[k + 2];
+      const T* __restrict r3 = rows[k + 3];
+      const T* __restrict r4 = rows[k + 4];
+      const T* __restrict r5 = rows[k + 5];
+      const T* __restrict r6 = rows[k + 6];
+      const T* __restrict r7 = rows[k + 7];
+      for (int64_t c = 0; c < n; ++c)
+        a[c] += w0 * r0[c] + w1 * r1[c] + w2 * r2[c] + w3 * r3[c] + w4 * r4[c] + w5 * r5[c] + w6 * r6[c] +
+                w7 * r7[c];
+    }
+    for (; k < m; ++k) {
+      const T wk = w[k];
+      const T* __restrict r = rows[k];
+      for (int64_t c = 0; c < n; ++c) a[c] += wk * r[c];
+    }
+    for (int64_t c = 0; c < n; ++c) dst[c] = a[c] * scale;
   }
 };
 
@@ -129,15 +170,12 @@ CORR_INLINE void forward_rows_impl(const Geometry& g, const T* f1, const T* f2, 
             int64_t i = lo;
             T s[4];
             for (; i + 4 <= hi; i += 4) {
-              const T* ptr[4] = {base, base + step, base + 2 * step, base + 3 * step};
-              dot_n<T, 4>(a, ptr, C, s);
+              dot4(a, base, base + step, base + 2 * step, base + 3 * step, C, s);
               for (int j = 0; j < 4; ++j) a_out[i + j] += s[j];
               base += 4 * step;
             }
             for (; i < hi; ++i) {
-              const T* ptr[1] = {base};
-              dot_n<T, 1>(a, ptr, C, s);
-              a_out[i] += s[0];
+              a_out[i] += dot1(a, base, C);
               base += step;
             }
           }
@@ -158,12 +196,11 @@ CORR_INLINE void grad1_rows_impl(const Geometry& g, const T* gout, const T* f2, 
                                  int64_t end) {
   const int64_t C = g.C, H = g.H, W = g.W, D = g.D, DD = D * D;
   const T norm = T(1) / T(g.kernel_size * g.kernel_size * C);
-  std::vector<T> acc(C);
+  RowSum<T> q;
   for (int64_t row = begin; row < end; ++row) {
     const int64_t b = row / H, py = row % H;
     for (int64_t px = 0; px < W; ++px) {
-      std::fill(acc.begin(), acc.end(), T(0));
-      AxpyQueue<T> q{acc.data(), C};
+      q.clear();
       int64_t lo, hi;
       valid_range(g, px, W, &lo, &hi);
       for (int64_t oy = -g.kr; oy <= g.kr; ++oy) {
@@ -182,9 +219,7 @@ CORR_INLINE void grad1_rows_impl(const Geometry& g, const T* gout, const T* f2, 
           }
         }
       }
-      q.flush();
-      T* dst = g1 + ((b * H + py) * W + px) * C;
-      for (int64_t c = 0; c < C; ++c) dst[c] = acc[c] * norm;
+      q.store(g1 + ((b * H + py) * W + px) * C, C, norm);
     }
   }
 }
@@ -196,12 +231,11 @@ CORR_INLINE void grad2_rows_impl(const Geometry& g, const T* gout, const T* f1, 
                                  int64_t end) {
   const int64_t C = g.C, H = g.H, W = g.W, D = g.D, DD = D * D;
   const T norm = T(1) / T(g.kernel_size * g.kernel_size * C);
-  std::vector<T> acc(C);
+  RowSum<T> q;
   for (int64_t row = begin; row < end; ++row) {
     const int64_t b = row / H, qy = row % H;
     for (int64_t qx = 0; qx < W; ++qx) {
-      std::fill(acc.begin(), acc.end(), T(0));
-      AxpyQueue<T> q{acc.data(), C};
+      q.clear();
       for (int64_t iy = 0; iy < D; ++iy) {
         const int64_t y1 = qy - disp_of(g, iy);
         if (!inside(y1, H)) continue;
@@ -220,9 +254,7 @@ CORR_INLINE void grad2_rows_impl(const Geometry& g, const T* gout, const T* f1, 
           }
         }
       }
-      q.flush();
-      T* dst = g2 + ((b * H + qy) * W + qx) * C;
-      for (int64_t c = 0; c < C; ++c) dst[c] = acc[c] * norm;
+      q.store(g2 + ((b * H + qy) * W + qx) * C, C, norm);
     }
   }
 }
