@@ -1,15 +1,8 @@
 """Config sections -> datasets and augmentors of :mod:`flownet_ros.data`.
 
-A dataset section is ``{type: <name>, **kwargs}``; the kwargs go to the data module's class:
-
-===========  ==============================================================
-procedural   ``flownet_ros.data.procedural.ProceduralFlowDataset``
-chairs       Flying Chairs reader (``root``, ``split``)
-sintel       MPI Sintel reader (``root``, ``pass_``/``dstype``)
-kitti        KITTI 2012/2015 reader (``root``, ...)
-list         generic (img1, img2, flow) list-file reader
-python       any class: ``target: "package.module:ClassName"`` (your own dataset)
-===========  ==============================================================
+A dataset section is ``{type: <name>, **kwargs}`` as :func:`flownet_ros.data.build_dataset` takes it
+(``procedural``, ``chairs``, ``sintel``, ``kitti``, ``list``), plus ``type: python`` with
+``target: "package.module:ClassName"`` for your own dataset class (remaining keys = its kwargs).
 
 Every dataset item is ``{'img1','img2': uint8 [H,W,3] RGB, 'flow': float32 [H,W,2] px, 'valid': bool [H,W]}``.
 """
@@ -19,22 +12,12 @@ from __future__ import annotations
 import importlib
 from typing import Any, Dict, Mapping, Optional
 
-#: dataset type -> "module:Class" in the data module
-DATASET_CLASSES = {
-    "procedural": "flownet_ros.data.procedural:ProceduralFlowDataset",
-    "chairs": "flownet_ros.data.readers:FlyingChairs",
-    "sintel": "flownet_ros.data.readers:MpiSintel",
-    "kitti": "flownet_ros.data.readers:Kitti",
-    "list": "flownet_ros.data.readers:FlowList",
-}
-AUGMENTOR_CLASS = "flownet_ros.data.augment:Augmentor"
-
 
 def import_target(target: str):
     """``package.module:Name`` -> the object."""
-    if ":" not in target:
+    if ":" not in str(target):
         raise ValueError(f"dataset target {target!r} must look like 'package.module:ClassName'")
-    module, name = target.split(":", 1)
+    module, name = str(target).split(":", 1)
     try:
         return getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError) as exc:
@@ -51,23 +34,22 @@ def _kwargs(section: Mapping[str, Any]) -> Dict[str, Any]:
 
 def build_dataset(section: Mapping[str, Any]):
     """``{type: ..., **kwargs}`` -> torch Dataset of flow samples."""
-    kind = section.get("type")
-    if kind == "python":
+    if section.get("type") == "python":
         if "target" not in section:
             raise ValueError("dataset type 'python' needs target: 'package.module:ClassName'")
-        cls = import_target(section["target"])
-    elif kind in DATASET_CLASSES:
-        cls = import_target(DATASET_CLASSES[kind])
-    else:
-        raise ValueError(f"unknown dataset type {kind!r} (known: {sorted(DATASET_CLASSES) + ['python']})")
-    return cls(**_kwargs(section))
+        return import_target(section["target"])(**_kwargs(section))
+    from flownet_ros.data import build_dataset as build_data_module_dataset
+
+    return build_data_module_dataset({"type": section.get("type"), **_kwargs(section)})
 
 
 def build_augmentor(section: Optional[Mapping[str, Any]]):
     """Augmentor kwargs (``crop`` etc.) -> callable ``aug(sample, rng) -> sample``; empty/None -> None."""
     if not section:
         return None
-    return import_target(AUGMENTOR_CLASS)(**_kwargs(section))
+    from flownet_ros.data import Augmentor
+
+    return Augmentor(**_kwargs(section))
 
 
 def describe_dataset(section: Mapping[str, Any]) -> str:
