@@ -240,3 +240,11 @@ def test_own_dataset_class_and_augmentation(tmp_path):
     obj = torch.load(tmp_path / "run" / "final.pt", weights_only=True)
     assert "target=test_train:ShiftedNoise" in obj["spec"]["training"]["data"]
     assert "crop" in obj["spec"]["training"]["augment"]
+
+
+def test_time_limit_stops_with_a_checkpoint(tmp_path, capsys):
+    cfg_path = tiny_config(tmp_path, iterations=50)
+    assert train_main(["--config", str(cfg_path), "--no-progress", "--max-minutes", "0"]) == 0
+    assert "iteration 1 (time limit)" in capsys.readouterr().out
+    obj = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    assert obj["iteration"] == 1 and not (tmp_path / "run" / "final.pt").exists()
