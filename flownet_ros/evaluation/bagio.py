@@ -92,6 +92,9 @@ class BagReader:
         self.path = Path(path)
         if not self.path.exists():
             raise BagError(f"bag {self.path} does not exist")
+        if self.path.suffix == ".bag":
+            raise BagError(f"bag {self.path} is a ROS 1 bag; convert it to rosbag2 first "
+                           f"(rosbags-convert --src {self.path} --dst <dir>)")
         if self.path.is_dir() and not (self.path / "metadata.yaml").is_file():
             files = sorted(p.name for p in self.path.iterdir() if p.suffix in (".mcap", ".db3"))
             if len(files) != 1:
@@ -100,6 +103,7 @@ class BagReader:
                                   " and without a .mcap or .db3 file"))
             self.path = self.path / files[0]
         self._reader: Optional[AnyReader] = None
+        self._typestore = None  # the bag's own message definitions; stays usable after close()
 
     def __enter__(self) -> "BagReader":
         self.open()
@@ -116,6 +120,7 @@ class BagReader:
         try:
             self._reader = AnyReader([self.path], default_typestore=TYPESTORE)
             self._reader.open()
+            self._typestore = self._reader.typestore
         except BagError:
             raise
         except Exception as err:  # rosbags, sqlite3, mcap and yaml errors all mean "not a readable bag"
@@ -154,8 +159,10 @@ class BagReader:
         return int(info.msgcount) if info is not None else 0
 
     def deserialize(self, raw: bytes, msgtype: str) -> Any:
+        if self._typestore is None:
+            raise BagError(f"bag {self.path} was never opened")
         try:
-            return self.reader.deserialize(raw, msgtype)
+            return self._typestore.deserialize_cdr(raw, msgtype)
         except Exception as err:
             raise self._fail(f"cannot decode a {msgtype} message", err) from err
 

@@ -112,7 +112,8 @@ class NodeProcess:
         return self.proc.poll() is None
 
     def log_tail(self, lines: int = 25) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         text = self.log_path.read_text(errors="replace").splitlines()
         return "\n".join(text[-lines:])
 
@@ -186,6 +187,7 @@ class _Recorder:
         self.flow_stamps: set = set()
         self.last_output_wall = 0.0
         self.flow_wall_ns: List[int] = []  # wall-clock receive times of the flow messages
+        self.max_latency_s = 0.0
         for name, topic in topics.items():
             writer.add(topic, types[name])
 
@@ -213,11 +215,13 @@ class _Recorder:
             with self.lock:
                 if not self.active:
                     return
-                self.writer.write(topic, max(0, self.replay_time(wall, stamp)), raw=raw)
+                t_bag = self.replay_time(wall, stamp)
+                self.writer.write(topic, max(0, t_bag), raw=raw)
                 self.last_output_wall = time.monotonic()
                 if name == "flow" and stamp is not None:
                     self.flow_stamps.add(stamp)
                     self.flow_wall_ns.append(wall)
+                    self.max_latency_s = max(self.max_latency_s, (t_bag - stamp) / 1e9)
                     self.lock.notify_all()
 
         return on_message
@@ -359,7 +363,10 @@ def replay(opts: ReplayOptions) -> ReplayResult:
             last = frames[-1].stamp_ns
             end = time.monotonic() + opts.timeout
             while not recorder.wait_flow(last, 0.1) and time.monotonic() < end:
-                if time.monotonic() - max(recorder.last_output_wall, due) > opts.drain:
+                # stop early once the node has been quiet for much longer than its slowest output so
+                # far (it dropped the last frames); before any output, wait the whole timeout
+                quiet = time.monotonic() - max(recorder.last_output_wall, due)
+                if recorder.flow_wall_ns and quiet > max(opts.drain, 3 * recorder.max_latency_s):
                     break
             with recorder.lock:
                 got = set(recorder.flow_stamps)

@@ -115,7 +115,8 @@ def decode_image(msg: Any) -> np.ndarray:
     """sensor_msgs Image or CompressedImage (rosbags) -> HxWx3 uint8 RGB via the node's conversions."""
     from flownet_ros.ros.conversions import compressed_msg_to_rgb, image_msg_to_rgb
 
-    return compressed_msg_to_rgb(msg) if hasattr(msg, "format") else image_msg_to_rgb(msg)
+    img = compressed_msg_to_rgb(msg) if hasattr(msg, "format") else image_msg_to_rgb(msg)
+    return img if img.flags.writeable else img.copy()  # rgb8 can be a view of the read-only bag buffer
 
 
 def decode_flow(msg: Any) -> np.ndarray:

@@ -1,0 +1,184 @@
+"""Bag replay through the real node over real DDS (this test process's ROS domain), and bag errors.
+
+The node runs as a subprocess with a tiny width-0.125 checkpoint written into tmp_path, so the
+tests do not depend on the shipped model.
+"""
+
+import numpy as np
+import pytest
+
+from flownet_ros.evaluation.bagio import (IMAGE, BagError, BagReader, BagWriter, cdr_stamp_ns, rgb_message,
+                                          select_image_topic)
+from flownet_ros.evaluation.replay import NodeProcess, ReplayOptions, dds_environment, main, node_command, replay
+from flownet_ros.evaluation.sample_bag import GT_TOPIC, IMAGE_TOPIC, write_sample_bag
+
+N = 5
+SIZE = (48, 64)
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    import torch
+
+    from flownet_ros.models import save_checkpoint
+    from flownet_ros.models.checkpoint import ModelSpec
+
+    torch.manual_seed(0)
+    spec = ModelSpec(width=0.125)
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
+    save_checkpoint(path, spec.build(), spec)
+    return str(path)
+
+
+def input_stamps(bag):
+    with BagReader(bag) as b:
+        return [m.stamp_ns for m in b.messages([IMAGE_TOPIC])]
+
+
+def recorded(out_bag, topic):
+    with BagReader(out_bag) as b:
+        if topic not in b.topics:
+            return []
+        return [(m.stamp_ns, m.time_ns, m.msg) for m in b.messages([topic])]
+
+
+@pytest.mark.parametrize("storage", ["sqlite3", "mcap"])
+def test_replay_gives_one_flow_per_frame_pair(tmp_path, tiny_checkpoint, storage):
+    bag = write_sample_bag(tmp_path / "in", frames=N, size=SIZE, storage=storage, progress=False)
+    result = replay(ReplayOptions(bag=bag, rate=0.0, out_dir=tmp_path / "run", progress=False,
+                                  params={"checkpoint": tiny_checkpoint, "device": "cpu"}))
+    stamps = input_stamps(bag)
+    assert result.image_topic == IMAGE_TOPIC and result.frames_sent == N and result.missing == []
+    flows = recorded(result.output_bag, "/flownet/flow")
+    assert sorted(s for s, _, _ in flows) == stamps[1:]  # one flow per pair, stamped like the newer frame
+    for stamp, t, msg in flows:
+        assert msg.encoding == "32FC2" and (msg.height, msg.width) == SIZE
+        assert msg.header.frame_id == "camera_optical_frame"
+        assert t > stamp  # bag time = receive time on the replay clock: latency > 0
+    pairs = {s: m.time_ref.sec * 10**9 + m.time_ref.nanosec for s, _, m in recorded(result.output_bag,
+                                                                                   "/flownet/flow_pair")}
+    assert pairs == dict(zip(stamps[1:], stamps[:-1]))  # every pair = two consecutive frames
+    assert sorted(s for s, _, _ in recorded(result.output_bag, "/flownet/flow_color")) == stamps[1:]
+    assert (tmp_path / "run" / "node.log").is_file()
+
+    from flownet_ros.evaluation.report import ReportOptions, evaluate
+
+    rep = evaluate(ReportOptions(input_bag=bag, output_bag=result.output_bag, out_dir=tmp_path / "rep",
+                                 progress=False))
+    node = rep["summary"][0]
+    assert rep["gt_topic"] == GT_TOPIC and node["outputs"] == N - 1 and node["frames_dropped"] == 0
+    assert np.isfinite(node["epe"]) and node["latency_ms_median"] > 0 and rep["replay_rate"] == 0.0
+
+
+def test_replay_recorded_timing_with_clock_to_a_running_node(tmp_path, tiny_checkpoint):
+    """--no-start: a node started beforehand (as on a robot) with use_sim_time; /clock from the replay."""
+    import threading
+
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rosgraph_msgs.msg import Clock
+
+    bag = write_sample_bag(tmp_path / "in", frames=N, size=SIZE, progress=False)
+    cmd = node_command(IMAGE_TOPIC, IMAGE, params={"checkpoint": tiny_checkpoint, "device": "cpu",
+                                                   "use_sim_time": "true", "reliability": "reliable"})
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
+    listener = rclpy.create_node("clock_listener", context=ctx)
+    clocks = []
+    listener.create_subscription(Clock, "/clock", lambda m: clocks.append(m.clock.sec * 10**9 + m.clock.nanosec), 50)
+    executor = SingleThreadedExecutor(context=ctx)
+    executor.add_node(listener)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
+    node = NodeProcess(cmd, tmp_path / "own_node.log", dds_environment())
+    try:
+        result = replay(ReplayOptions(bag=bag, rate=1.0, clock=True, start_node=False, out_dir=tmp_path / "run",
+                                      progress=False))
+        assert node.alive()
+    finally:
+        node.stop()
+        executor.shutdown(timeout_sec=2.0)
+        rclpy.shutdown(context=ctx)
+    stamps = input_stamps(bag)
+    flows = recorded(result.output_bag, "/flownet/flow")
+    why = f"missing {result.missing}, clocks {clocks}, node log:\n{node.log_tail()}"
+    assert flows, why
+    assert {s for s, _, _ in flows} <= set(stamps[1:])
+    assert len(flows) + len(result.missing) == N - 1
+    assert result.node_log is None and not (tmp_path / "run" / "node.log").exists()
+    # /clock carried the bag's time line (each frame's stamp as it was published), monotonic
+    assert clocks and set(clocks) <= set(stamps) and clocks == sorted(clocks), why
+
+
+def make_bag(path, topics, storage="mcap", frames=3):
+    """A bag with ``topics`` = {topic: kind}, kind 'rgb8' camera, '32FC2' flow, 'imu'."""
+    from flownet_ros.evaluation.bagio import TYPESTORE, flow_message, make_header
+
+    with BagWriter(path, storage) as w:
+        for topic, kind in topics.items():
+            w.add(topic, "sensor_msgs/msg/Imu" if kind == "imu" else IMAGE)
+        for k in range(frames):
+            t = 10**9 + k * 33_333_333
+            for topic, kind in topics.items():
+                if kind == "rgb8":
+                    msg = rgb_message(np.full((8, 8, 3), k, np.uint8), t, "cam")
+                elif kind == "32FC2":
+                    msg = flow_message(np.zeros((8, 8, 2), np.float32), t, "cam")
+                else:
+                    imu = TYPESTORE.types["sensor_msgs/msg/Imu"]
+                    vec = TYPESTORE.types["geometry_msgs/msg/Vector3"]
+                    quat = TYPESTORE.types["geometry_msgs/msg/Quaternion"]
+                    msg = imu(header=make_header(t, "imu"), orientation=quat(x=0, y=0, z=0, w=1),
+                              orientation_covariance=np.zeros(9), angular_velocity=vec(x=0, y=0, z=0),
+                              angular_velocity_covariance=np.zeros(9), linear_acceleration=vec(x=0, y=0, z=0),
+                              linear_acceleration_covariance=np.zeros(9))
+                w.write(topic, t, msg)
+    return path
+
+
+def test_topic_detection_and_topic_errors(tmp_path, capsys):
+    bag = make_bag(tmp_path / "b", {"/cam/image": "rgb8", "/cam/flow_gt": "32FC2", "/imu": "imu"})
+    with BagReader(bag) as b:
+        assert select_image_topic(b) == ("/cam/image", IMAGE)  # the 32FC2 topic is not a camera
+        with pytest.raises(BagError, match=r"has no topic '/nope'.*image topics: /cam/flow_gt .*/cam/image"):
+            select_image_topic(b, "/nope")
+        with pytest.raises(BagError, match=r"'/imu' .* has type sensor_msgs/msg/Imu.*image topics: .*/cam/image"):
+            select_image_topic(b, "/imu")
+        with pytest.raises(BagError, match=r"'/cam/flow_gt' .* encoding '32FC2', not a camera image"):
+            select_image_topic(b, "/cam/flow_gt")
+    # the CLI exits 1 with the message, naming the bag; nothing is started
+    assert main([str(bag), "--topic", "/imu", "--out-dir", str(tmp_path / "run"), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert str(bag) in err and "sensor_msgs/msg/Imu" in err and "/cam/image" in err
+    assert not (tmp_path / "run").exists()
+
+    two = make_bag(tmp_path / "two", {"/left/image": "rgb8", "/right/image": "rgb8"}, "sqlite3")
+    with BagReader(two) as b, pytest.raises(BagError, match="several image topics.*--topic.*/left/image"):
+        select_image_topic(b)
+    none = make_bag(tmp_path / "none", {"/imu": "imu"})
+    with BagReader(none) as b, pytest.raises(BagError, match=r"no camera image topic.*topics: /imu"):
+        select_image_topic(b)
+
+
+@pytest.mark.parametrize("storage,ext", [("mcap", "mcap"), ("sqlite3", "db3")])
+def test_corrupt_bags_raise_errors_naming_the_bag(tmp_path, storage, ext, capsys):
+    good = make_bag(tmp_path / "good", {"/cam/image": "rgb8"}, storage)
+    data = (good / f"good.{ext}").read_bytes()
+    with BagReader(good / f"good.{ext}") as b:  # a single storage file is a bag too
+        assert [cdr_stamp_ns(m.raw) for m in b.messages(["/cam/image"])] == [10**9 + k * 33_333_333
+                                                                           for k in range(3)]
+    for name, blob in [("truncated", data[: len(data) // 2]), ("garbage", b"\x00not a bag\xff" * 64)]:
+        bad = tmp_path / f"{name}.{ext}"
+        bad.write_bytes(blob)
+        with pytest.raises(BagError, match=f"bag {bad}: cannot open"):
+            BagReader(bad).open()
+        assert main([str(bad), "--out-dir", str(tmp_path / "run"), "--quiet"]) == 1
+        assert str(bad) in capsys.readouterr().err
+    (good / "metadata.yaml").write_text("rosbag2_bagfile_information: {version: [")
+    with pytest.raises(BagError, match=f"bag {good}: cannot open"):
+        BagReader(good).open()
+    with pytest.raises(BagError, match="does not exist"):
+        BagReader(tmp_path / "missing")
+    with pytest.raises(BagError, match="ROS 1 bag"):
+        (tmp_path / "old.bag").write_bytes(b"#ROSBAG V2.0\n")
+        BagReader(tmp_path / "old.bag")
