@@ -26,7 +26,7 @@ constexpr int TXB = 32;         // backward: destination pixels per block
 constexpr int CCB = 32;         // backward: channels per block (threadIdx.x)
 constexpr int TYB = 8;          // backward: threadIdx.y; each thread owns TXB / TYB pixels
 constexpr int PXB = TXB / TYB;
-constexpr size_t SMEM_LIMIT = 48 * 1024;  // default dynamic shared memory limit of every GPU
+constexpr size_t SMEM_DEFAULT = 48 * 1024;  // dynamic shared memory available without opting in
 constexpr int64_t GRID_LIMIT = 65535;     // gridDim.y / gridDim.z limit
 
 template <typename T> struct Io;
@@ -64,7 +64,7 @@ template <typename T>
 __global__ void corr_forward_kernel(Geometry g, FwdLayout lay, const T* __restrict__ f1,
                                     const T* __restrict__ f2, T* __restrict__ out) {
   using Acc = typename Io<T>::Acc;
-  extern __shared__ unsigned char smem_raw[];
+  extern __shared__ __align__(16) unsigned char smem_raw[];
   Acc* s1 = reinterpret_cast<Acc*>(smem_raw);
   Acc* s2 = s1 + lay.cc * (TX + 1);
   const int tx = threadIdx.x, ty = threadIdx.y;
@@ -145,7 +145,7 @@ template <typename T, bool GRAD2>
 __global__ void corr_backward_kernel(Geometry g, const T* __restrict__ gout, const T* __restrict__ other,
                                      T* __restrict__ dst) {
   using Acc = typename Io<T>::Acc;
-  extern __shared__ unsigned char smem_raw[];
+  extern __shared__ __align__(16) unsigned char smem_raw[];
   const int span = bwd_span(g);
   Acc* fs = reinterpret_cast<Acc*>(smem_raw);
   Acc* gs = fs + span * CCB;
@@ -219,6 +219,24 @@ __global__ void corr_backward_kernel(Geometry g, const T* __restrict__ gout, con
 // ---- launchers -----------------------------------------------------------------------------------------
 constexpr int ERR_TOO_LARGE = -1;
 
+// Largest dynamic shared memory a block of the current device may opt into.
+size_t smem_optin_limit() {
+  int dev = 0, optin = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess)
+    return SMEM_DEFAULT;
+  return std::max(SMEM_DEFAULT, static_cast<size_t>(optin));
+}
+
+// Allows `kernel` to use `smem` bytes (beyond 48 KiB needs an explicit opt-in). 0 or an error code.
+template <typename K>
+int allow_smem(K kernel, size_t smem) {
+  if (smem <= SMEM_DEFAULT) return 0;
+  if (smem > smem_optin_limit()) return ERR_TOO_LARGE;
+  return static_cast<int>(
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+}
+
 template <typename T>
 int forward_impl(const Geometry& g, const T* f1, const T* f2, T* out, cudaStream_t stream) {
   using Acc = typename Io<T>::Acc;
@@ -227,10 +245,10 @@ int forward_impl(const Geometry& g, const T* f1, const T* f2, T* out, cudaStream
   lay.span = fwd_span(g);
   lay.ls = lay.span | 1;
   lay.ty = static_cast<int>(std::min<int64_t>((g.D + NACC - 1) / NACC, 16));
-  lay.cc = 32;
-  while (lay.cc > 1 && static_cast<size_t>(lay.cc) * (TX + 1 + lay.ls) * sizeof(Acc) > SMEM_LIMIT) lay.cc /= 2;
+  lay.cc = 32;  // channels per staged chunk: fewer when the f2 segment is long
+  while (lay.cc > 1 && static_cast<size_t>(lay.cc) * (TX + 1 + lay.ls) * sizeof(Acc) > SMEM_DEFAULT) lay.cc /= 2;
   const size_t smem = static_cast<size_t>(lay.cc) * (TX + 1 + lay.ls) * sizeof(Acc);
-  if (smem > SMEM_LIMIT) return ERR_TOO_LARGE;
+  if (const int err = allow_smem(corr_forward_kernel<T>, smem)) return err;
   const dim3 block(TX, lay.ty);
   const int64_t per_launch = std::max<int64_t>(1, GRID_LIMIT / g.D);  // batch items per launch (gridDim.z)
   const int64_t in_stride = g.H * g.W * g.C, out_stride = g.D * g.D * g.Ho * g.Wo;
@@ -253,7 +271,8 @@ int backward_impl(const Geometry& g, const T* gout, const T* f1, const T* f2, T*
   using Acc = typename Io<T>::Acc;
   if (g.H > GRID_LIMIT) return ERR_TOO_LARGE;
   const size_t smem = (static_cast<size_t>(bwd_span(g)) * CCB + static_cast<size_t>(g.D) * TXB) * sizeof(Acc);
-  if (smem > SMEM_LIMIT) return ERR_TOO_LARGE;
+  if (const int err = allow_smem(corr_backward_kernel<T, false>, smem)) return err;
+  if (const int err = allow_smem(corr_backward_kernel<T, true>, smem)) return err;
   const int64_t nchunks = (g.C + CCB - 1) / CCB;
   const int64_t per_launch = std::max<int64_t>(1, GRID_LIMIT / nchunks);
   if (nchunks > GRID_LIMIT) return ERR_TOO_LARGE;
@@ -326,7 +345,7 @@ int launch_correlation_backward(const Geometry& g, DType dtype, const void* grad
 const char* correlation_cuda_error(int code) {
   if (code == ERR_TOO_LARGE)
     return "problem too large for the CUDA correlation kernels (rows > 65535 or max_displacement / stride2 "
-           "too large for 48 KiB of shared memory)";
+           "too large for the shared memory of this GPU)";
   return cudaGetErrorString(static_cast<cudaError_t>(code));
 }
 
