@@ -113,3 +113,18 @@ def test_export_chairs_layout(tmp_path):
         np.testing.assert_array_equal(read_flo(f"{stem}_flow.flo"), ds[i]["flow"])
         img1 = cv2.imread(f"{stem}_img1.ppm")[:, :, ::-1]
         np.testing.assert_array_equal(img1, ds[i]["img1"])
+
+
+def test_independent_of_opencv_threads():
+    """Data loader workers may run OpenCV with any thread count; pairs must not change."""
+    import cv2
+    before = cv2.getNumThreads()
+    try:
+        cv2.setNumThreads(1)
+        a = render_pair([1, 2], SIZE)
+        cv2.setNumThreads(4)
+        b = render_pair([1, 2], SIZE)
+    finally:
+        cv2.setNumThreads(before)
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key])
