@@ -121,9 +121,9 @@ def test_independent_of_opencv_threads():
     before = cv2.getNumThreads()
     try:
         cv2.setNumThreads(1)
-        a = render_pair([1, 2], SIZE)
+        a = render_pair([1, 2], (240, 320))  # large enough for OpenCV to split work across threads
         cv2.setNumThreads(4)
-        b = render_pair([1, 2], SIZE)
+        b = render_pair([1, 2], (240, 320))
     finally:
         cv2.setNumThreads(before)
     for key in a:
