@@ -117,8 +117,8 @@ class FlyingChairs(FlowPairDataset):
                               root.parent / "FlyingChairs_train_val.txt"]
                 found = [c for c in candidates if c.is_file()]
                 if not found:
-                    raise FileNotFoundError(f"{candidates[0]}: Flying Chairs split list not found "
-                                            f"(also looked in {root} and {root.parent}); pass split_file or split='all'")
+                    raise FileNotFoundError(f"{candidates[0]}: Flying Chairs split list not found (also looked "
+                                            f"in {root} and {root.parent}); pass split_file or split='all'")
                 split_file = found[0]
             labels = self._read_split(Path(split_file), len(pairs))
             want = self.SPLITS[split]

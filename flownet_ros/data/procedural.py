@@ -104,7 +104,8 @@ def _object_mask(rng: np.random.Generator, size: int) -> np.ndarray:
 
 
 class _Layer:
-    """A texture (uint8 RGBA, or RGB for the opaque background) with texture->image affines for frame 1 (A1) and frame 2 (A2)."""
+    """A texture (uint8 RGBA, or RGB for the opaque background) with its texture -> image affines
+    for frame 1 (``a1``) and frame 2 (``a2 = motion @ a1``), all 3x3."""
 
     def __init__(self, rgba: np.ndarray, a1: np.ndarray, motion: np.ndarray):
         self.rgba = rgba
