@@ -23,7 +23,7 @@ test: setup
 	$(VPY) -m pytest $(PYTEST_ARGS)
 
 demo: setup
-	$(VPY) -m flownet_ros.demo
+	$(VPY) -m flownet_ros.demo $(if $(BAG),--bag $(BAG)) $(if $(TOPIC),--topic $(TOPIC)) $(if $(RATE),--rate $(RATE))
 
 clean:
 	rm -rf $(VENV) build install log .pytest_cache

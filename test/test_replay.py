@@ -182,3 +182,25 @@ def test_corrupt_bags_raise_errors_naming_the_bag(tmp_path, storage, ext, capsys
     with pytest.raises(BagError, match="ROS 1 bag"):
         (tmp_path / "old.bag").write_bytes(b"#ROSBAG V2.0\n")
         BagReader(tmp_path / "old.bag")
+
+
+def test_demo_on_a_user_bag(tmp_path, tiny_checkpoint, capsys):
+    """``make demo BAG=... TOPIC=...``: replay, record, report, summary table and report path printed."""
+    from flownet_ros import demo
+
+    bag = write_sample_bag(tmp_path / "user_bag", frames=4, size=SIZE, storage="sqlite3", progress=False)
+    code = demo.main(["--bag", str(bag), "--topic", IMAGE_TOPIC, "--out-dir", str(tmp_path / "run"),
+                      "-p", f"checkpoint:={tiny_checkpoint}", "-p", "inference_height:=64",
+                      "-p", "inference_width:=64"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "| EPE (px) |" in out and "| frames dropped | 0 | 0 | 0 |" in out
+    assert f"report: {tmp_path / 'run' / 'report' / 'report.md'}" in out
+    report = (tmp_path / "run" / "report" / "report.md").read_text()
+    assert "dis offline" in report
+    # parameters given by the user replace the demo's defaults instead of being passed twice
+    args = demo.demo_args(bag, None, 0, tmp_path, ["inference_height:=64", "inference_width:=64"], "cpu")
+    assert [a for a in args if a.startswith("inference_")] == ["inference_height:=64", "inference_width:=64"]
+    assert "device:=cpu" in args
+    assert demo.main(["--bag", str(tmp_path / "nope")]) == 1
+    assert "does not exist" in capsys.readouterr().err

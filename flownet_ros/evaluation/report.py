@@ -290,7 +290,7 @@ def evaluate(opts: ReportOptions) -> Dict[str, Any]:
                         consecutive = older == prev_stamp
                         _score(main, cache[older], img, flow, gt if consecutive else None, valid)
             zero.add()
-            _score(zero, prev, img, np.zeros(img.shape[:2] + (2,), np.float32), gt, valid)
+            _score(zero, prev, img, None, gt, valid)
             bflow = None
             if baseline is not None:
                 bflow, bms = _timed(baseline, prev, img)
@@ -340,8 +340,15 @@ def evaluate(opts: ReportOptions) -> Dict[str, Any]:
 
 
 def _score(series: Series, img1, img2, flow, gt, valid) -> None:
-    """Fill the last entry of ``series`` with photometric error and, with ground truth, EPE / Fl-all."""
-    series.photometric[-1] = photometric_error(img1, img2, flow)
+    """Fill the last entry of ``series`` with photometric error and, with ground truth, EPE / Fl-all.
+
+    ``flow`` None = zero flow: the warp is the identity, so the error is simply mean |img1 - img2|.
+    """
+    if flow is None:
+        series.photometric[-1] = float(np.abs(img1.astype(np.float32) - img2).mean(dtype=np.float64))
+        flow = np.zeros(img1.shape[:2] + (2,), np.float32)
+    else:
+        series.photometric[-1] = photometric_error(img1, img2, flow)
     if gt is not None:
         series.epe[-1] = epe(flow, gt, valid)
         series.fl_all[-1] = fl_all(flow, gt, valid)
