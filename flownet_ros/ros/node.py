@@ -21,7 +21,7 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import TwistStamped
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
-from rclpy.exceptions import ParameterException
+from rclpy.exceptions import InvalidParameterTypeException, ParameterException
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -152,6 +152,13 @@ class FlowNode(Node):
 
     def __init__(self, **kwargs):
         super().__init__(NODE_NAME, **kwargs)
+        try:
+            self._setup()
+        except BaseException:
+            super().destroy_node()  # a half-built node must not stay in the context
+            raise
+
+    def _setup(self) -> None:
         for p in PARAMS:
             self.declare_parameter(p.name, p.default, descriptor(p))
         self.cfg: Dict[str, Any] = {p.name: self.get_parameter(p.name).value for p in PARAMS}
@@ -278,7 +285,8 @@ class FlowNode(Node):
         msg = item.msg
         try:
             if isinstance(msg, CompressedImage):
-                image, encoding = compressed_msg_to_rgb(msg), "compressed " + msg.format
+                # the source pixel format (before ';') decides pairing, not the codec
+                image, encoding = compressed_msg_to_rgb(msg), "compressed " + msg.format.split(";")[0].strip()
             else:
                 image, encoding = image_msg_to_rgb(msg), msg.encoding
         except ImageConversionError as exc:
@@ -317,7 +325,9 @@ class FlowNode(Node):
                                 throttle_duration_sec=LOG_THROTTLE_S)
 
     def destroy_node(self) -> None:
-        self.worker.stop()
+        worker = getattr(self, "worker", None)
+        if worker is not None:
+            worker.stop()
         super().destroy_node()
 
 
@@ -333,6 +343,8 @@ def main(args=None) -> int:
         node = FlowNode()
     except (CheckpointError, ValueError, ParameterException) as exc:
         msg = f"flownet_node: cannot start: {exc}"
+        if isinstance(exc, InvalidParameterTypeException):
+            msg += " (write floating-point parameters with a decimal point, e.g. 2.0)"
         print(msg, file=sys.stderr, flush=True)
         rclpy.try_shutdown()
         return 2

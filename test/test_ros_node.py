@@ -1,0 +1,431 @@
+"""flownet_node end to end: the node runs as `python -m flownet_ros.ros.node` in its own process and talks
+to this test process over real rclpy / Fast DDS (own ROS_DOMAIN_ID from conftest).
+
+Frames go out in lock step (publish, wait for the result) unless a test is about overload, so every
+assertion is on message contents, counts and ordering, never on speed.
+"""
+
+import array
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import rclpy
+import torch
+from diagnostic_msgs.msg import DiagnosticArray
+from geometry_msgs.msg import TwistStamped
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.parameter_client import AsyncParameterClient
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, TimeReference
+
+from flownet_ros.flow.colour import flow_to_color
+from flownet_ros.flow.motion import fit_motion, intrinsics_from_k
+from flownet_ros.models import ModelSpec, build_model, save_checkpoint
+from flownet_ros.ros.conversions import image_msg_to_array, image_msg_to_flow, rgb_to_image_msg
+from flownet_ros.ros.diagnostics import status_values
+
+REPO = Path(__file__).resolve().parents[1]
+H, W = 64, 96
+FRAME_ID = "cam_optical"
+T0 = 1_700_000_000  # stamps in seconds since the epoch, like a camera driver's
+RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+WAIT = 60.0  # generous: the CI machine has 2 shared cores
+
+
+class Client(Node):
+    """Publishes frames and collects everything the flownet nodes publish."""
+
+    def __init__(self):
+        super().__init__("flownet_test_client")
+        self.inbox = defaultdict(list)
+        self.diag = defaultdict(list)  # node namespace -> [{key: value}]
+        self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 50)
+
+    def _on_diag(self, msg):
+        for st in msg.status:
+            self.diag[st.name.split("/")[1]].append(dict(status_values(st), level=st.level, message=st.message))
+
+    def listen(self, ns, qos=RELIABLE):
+        for name, typ in (("flow", Image), ("flow_color", Image), ("motion", TwistStamped),
+                          ("flow_pair", TimeReference)):
+            topic = f"/{ns}/flownet/{name}"
+            self.create_subscription(typ, topic, lambda m, t=topic: self.inbox[t].append(m), qos)
+
+    def got(self, ns, name):
+        return self.inbox[f"/{ns}/flownet/{name}"]
+
+    def spin_until(self, cond, timeout=WAIT, what="condition"):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if cond():
+                return
+            rclpy.spin_once(self, timeout_sec=0.02)
+        raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+    def spin_for(self, seconds):
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            rclpy.spin_once(self, timeout_sec=0.02)
+
+    def wait_diag(self, ns, cond, what):
+        """The first diagnostics of ``ns`` published after this call that satisfy ``cond``."""
+        n = len(self.diag[ns])
+        self.spin_until(lambda: len(self.diag[ns]) > n and cond(self.diag[ns][-1]),
+                        what=f"diagnostics of {ns}: {what}")
+        return self.diag[ns][-1]
+
+
+class NodeProcess:
+    """flownet_node in a subprocess, namespace ``/ns``; its log goes to a file."""
+
+    def __init__(self, tmp: Path, ns: str, *ros_args: str):
+        self.ns = ns
+        self.log_path = tmp / f"{ns}.log"
+        self.cmd = [sys.executable, "-m", "flownet_ros.ros.node", "--ros-args", "-r", f"__ns:=/{ns}",
+                    "-p", "diagnostics_period:=0.2", *ros_args]
+        self._log = open(self.log_path, "w")
+        self._interrupted = False
+        self.proc = subprocess.Popen(self.cmd, stdout=self._log, stderr=subprocess.STDOUT, cwd=REPO)
+
+    def log(self) -> str:
+        if not self._log.closed:
+            self._log.flush()
+        return self.log_path.read_text()
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def interrupt(self) -> None:
+        """One SIGINT (Ctrl-C), as ros2 launch sends it."""
+        if self.alive() and not self._interrupted:
+            self._interrupted = True
+            self.proc.send_signal(signal.SIGINT)
+
+    def stop(self) -> int:
+        if self.alive():
+            self.interrupt()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self._log.close()
+        return self.proc.returncode
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    torch.manual_seed(0)
+    model = build_model("flownetc", 0.125, False, "flownet2", 20.0)
+    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pt", model, ModelSpec(width=0.125))
+
+
+@pytest.fixture(scope="module")
+def nodes(ckpt, tmp_path_factory):
+    """All node configurations, started together so their start-up overlaps."""
+    tmp = tmp_path_factory.mktemp("nodes")
+    c = f"checkpoint:={ckpt}"
+    procs = {
+        "be": NodeProcess(tmp, "be", "-p", c, "-r", "image:=/be_cam/image_raw", "-r", "camera_info:=/be_cam/camera_info"),
+        "rel": NodeProcess(tmp, "rel", "-p", c, "-p", "reliability:=reliable", "-p", "max_frame_gap:=0.0"),
+        "cmp": NodeProcess(tmp, "cmp", "-p", c, "-p", "transport:=compressed", "-p", "use_camera_info:=false"),
+        "dis": NodeProcess(tmp, "dis", "-p", "backend:=dis", "-p", "dis_preset:=medium", "-p", "color_max_flow:=4.0"),
+    }
+    yield procs
+    for p in procs.values():
+        p.interrupt()
+    codes = {ns: p.stop() for ns, p in procs.items()}
+    assert codes == {ns: 0 for ns in procs}, {ns: procs[ns].log()[-2000:] for ns in procs if codes[ns] != 0}
+
+
+@pytest.fixture(scope="module")
+def client(nodes):
+    rclpy.init()
+    node = Client()
+    for ns in nodes:
+        node.listen(ns)
+    node.cmp_pub = node.create_publisher(CompressedImage, "/cmp/image/compressed", qos_profile_sensor_data)
+    node.pubs = {
+        "be": node.create_publisher(Image, "/be_cam/image_raw", qos_profile_sensor_data),
+        "rel": node.create_publisher(Image, "/rel/image", RELIABLE),
+        "dis": node.create_publisher(Image, "/dis/image", qos_profile_sensor_data),
+    }
+    node.info_pub = node.create_publisher(CameraInfo, "/be_cam/camera_info", RELIABLE)
+    for ns, pub in list(node.pubs.items()) + [("cmp", node.cmp_pub), ("be", node.info_pub)]:
+        def ready(pub=pub, ns=ns):
+            assert nodes[ns].alive(), nodes[ns].log()
+            return pub.get_subscription_count() > 0 and node.count_publishers(f"/{ns}/flownet/flow") > 0
+        node.spin_until(ready, what=f"node {ns} to connect")
+    yield node
+    node.destroy_node()
+    rclpy.shutdown()
+
+
+def textured(seed=0, h=H, w=W):
+    rng = np.random.default_rng(seed)
+    return cv2.GaussianBlur(rng.integers(0, 256, (h, w, 3), dtype=np.uint8), (7, 7), 0)
+
+
+def stamp_of(msg):
+    return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+
+
+def raw_msg(img, t_ns, encoding="rgb8", pad=0):
+    """rgb image -> Image of ``encoding`` (rgb8/bgr8) with ``pad`` bytes of row padding."""
+    px = img[..., ::-1] if encoding == "bgr8" else img
+    rows = np.concatenate([px.reshape(px.shape[0], -1), np.zeros((px.shape[0], pad), np.uint8)], 1)
+    msg = Image(height=img.shape[0], width=img.shape[1], encoding=encoding, step=rows.shape[1])
+    msg.data = array.array("B", rows.tobytes())
+    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(int(t_ns), 1_000_000_000)
+    msg.header.frame_id = FRAME_ID
+    return msg
+
+
+def ns_time(i, dt_ms=100):
+    return T0 * 10**9 + i * dt_ms * 10**6
+
+
+def send_wait(client, ns, pub, msg, expect_output=True):
+    """Publish ``msg``; wait until the node processed it (flow out, or the processed count went up)."""
+    t = stamp_of(msg)
+    if not expect_output:
+        before = int(client.wait_diag(ns, lambda d: True, "current counts")["frames_processed"])
+    pub.publish(msg)
+    if expect_output:
+        client.spin_until(lambda: any(stamp_of(m) == t for m in client.got(ns, "flow_pair")),
+                          what=f"flow of {ns} stamped {t}")
+    else:
+        client.wait_diag(ns, lambda d: int(d["frames_processed"]) > before, "frame processed")
+
+
+def test_outputs_best_effort_with_camera_info(client, nodes):
+    ns, pub = "be", client.pubs["be"]
+    info = CameraInfo(width=W * 2, height=H * 2)  # calibrated at twice the resolution: scaled to the image
+    info.k = [120.0, 0.0, 95.5, 0.0, 120.0, 63.5, 0.0, 0.0, 1.0]
+    base = textured(1)
+    frames = [raw_msg(np.roll(base, 2 * i, axis=1), ns_time(i), "bgr8", pad=8) for i in range(4)]
+    for i, f in enumerate(frames):
+        info.header = f.header  # like a camera driver: camera_info with every frame
+        client.info_pub.publish(info)
+        send_wait(client, ns, pub, f, expect_output=i > 0)
+    client.spin_until(lambda: len(client.got(ns, "motion")) >= 3 and len(client.got(ns, "flow_color")) >= 3,
+                      what="all outputs")
+    sent = [stamp_of(f) for f in frames]
+    flows, colors = client.got(ns, "flow"), client.got(ns, "flow_color")
+    motions, pairs = client.got(ns, "motion"), client.got(ns, "flow_pair")
+    assert [stamp_of(m) for m in flows] == sent[1:]  # stamped with the NEWER frame of each pair
+    assert [stamp_of(m) for m in colors] == sent[1:] and [stamp_of(m) for m in motions] == sent[1:]
+    assert [stamp_of(p) for p in pairs] == sent[1:]
+    assert [p.time_ref.sec * 10**9 + p.time_ref.nanosec for p in pairs] == sent[:-1]  # the older frame
+    for fl, col, mo in zip(flows, colors, motions):
+        assert (fl.encoding, fl.height, fl.width, fl.step, len(fl.data)) == ("32FC2", H, W, W * 8, H * W * 8)
+        assert (col.encoding, col.height, col.width, col.step, len(col.data)) == ("rgb8", H, W, W * 3, H * W * 3)
+        assert fl.header.frame_id == col.header.frame_id == mo.header.frame_id == FRAME_ID
+        flow = image_msg_to_flow(fl)
+        assert np.isfinite(flow).all()
+        # the colour image is the Middlebury coding of this very flow (GPU/torch vs numpy: +-1)
+        diff = np.abs(image_msg_to_array(col).astype(int) - flow_to_color(flow).astype(int))
+        assert diff.max() <= 1
+        # the motion is the robust fit of this very flow, with the camera_info intrinsics
+        ref = fit_motion(flow, 0.1, intrinsics_from_k(info.k, (info.width, info.height), (W, H)))
+        got = (mo.twist.linear.x, mo.twist.linear.y, mo.twist.linear.z,
+               mo.twist.angular.x, mo.twist.angular.y, mo.twist.angular.z)
+        np.testing.assert_allclose(got, ref.linear + ref.angular, rtol=1e-4, atol=1e-6)
+        assert ref.fit.rot_x is not None  # camera_info was used: angular.x/y are reported
+
+
+def test_malformed_messages_rejected_node_keeps_publishing(client, nodes):
+    ns, pub = "be", client.pubs["be"]
+    t = [ns_time(3000 + i) for i in range(10)]
+    base = textured(2)
+    send_wait(client, ns, pub, raw_msg(base, t[0]), expect_output=False)  # new pair after the gap
+    rejected0 = int(client.wait_diag(ns, lambda d: True, "any")["messages_rejected"])
+    good = raw_msg(base, t[1])
+    bad = []
+    short = raw_msg(base, t[1]); short.data = short.data[:-1]; bad.append(short)  # noqa: E702
+    step = raw_msg(base, t[1]); step.step = W * 3 - 1; bad.append(step)  # noqa: E702
+    enc = raw_msg(base, t[1]); enc.encoding = "32FC7"; bad.append(enc)  # noqa: E702
+    empty = raw_msg(base, t[1]); empty.height = 0; empty.data = array.array("B"); bad.append(empty)  # noqa: E702
+    n_diag = len(client.diag[ns])
+    for m in bad:
+        pub.publish(m)
+        client.spin_for(0.05)
+    d = client.wait_diag(ns, lambda d: int(d["messages_rejected"]) >= rejected0 + len(bad), "rejections counted")
+    assert int(d["messages_rejected"]) == rejected0 + len(bad)
+    assert any(x["level"] == b"\x01" and "rejected" in x["message"] for x in client.diag[ns][n_diag:])  # WARN
+    assert nodes[ns].alive()
+    send_wait(client, ns, pub, good)  # the next good frame pairs with the last good one
+    send_wait(client, ns, pub, raw_msg(np.roll(base, 1, axis=0), t[2]))
+    pair = client.got(ns, "flow_pair")[-1]
+    assert pair.time_ref.sec * 10**9 + pair.time_ref.nanosec == t[1]
+    assert "rejected image message" in nodes[ns].log() and "step" in nodes[ns].log()
+
+
+def test_pair_resets_on_stamp_jump_size_change_and_gap(client, nodes):
+    ns, pub = "be", client.pubs["be"]
+    img, small = textured(3), textured(4, 32, 48)
+    t = ns_time(4000)
+    send_wait(client, ns, pub, raw_msg(img, t), expect_output=False)
+    resets0 = int(client.wait_diag(ns, lambda d: True, "any")["pair_resets"])
+    n_flow = len(client.got(ns, "flow"))
+    # stamp back by 10 s (bag loop), size change, gap above max_frame_gap (1 s): each frame starts a new pair
+    for msg in (raw_msg(img, t - 10**10), raw_msg(small, t - 10**10 + 10**8), raw_msg(small, t + 10**10)):
+        send_wait(client, ns, pub, msg, expect_output=False)
+    client.wait_diag(ns, lambda d: int(d["pair_resets"]) == resets0 + 3, "3 resets")
+    assert len(client.got(ns, "flow")) == n_flow  # no flow across a reset
+    send_wait(client, ns, pub, raw_msg(small, t + 10**10 + 10**8))
+    last = client.got(ns, "flow")[-1]
+    assert (last.height, last.width) == (32, 48)
+
+
+def test_parameters_validated(client, nodes):
+    ns = "be"
+    params = AsyncParameterClient(client, f"/{ns}/flownet")
+    assert params.wait_for_services(timeout_sec=WAIT)
+
+    def call(future):
+        client.spin_until(future.done, what="parameter service")
+        return future.result()
+
+    res = call(params.set_parameters([Parameter("color_max_flow", value=-1.0)])).results[0]
+    assert not res.successful and "out of range" in res.reason
+    res = call(params.set_parameters([Parameter("reliability", value="reliable")])).results[0]
+    assert not res.successful and "read-only" in res.reason
+    res = call(params.set_parameters([Parameter("inference_width", value=100)])).results[0]
+    assert not res.successful and "step" in res.reason
+    res = call(params.set_parameters([Parameter("max_frame_gap", value="long")])).results[0]
+    assert not res.successful
+    desc = {d.name: d for d in call(params.describe_parameters(["depth", "max_frame_gap", "checkpoint"])).descriptors}
+    assert desc["depth"].read_only and desc["depth"].integer_range[0].from_value == 1
+    assert not desc["max_frame_gap"].read_only and desc["max_frame_gap"].floating_point_range
+    assert desc["checkpoint"].read_only and desc["checkpoint"].description
+
+    # publish_color off at run time: flow still flows, colour stops
+    res = call(params.set_parameters([Parameter("publish_color", value=False)])).results[0]
+    assert res.successful
+    img, t = textured(5), ns_time(5000)
+    send_wait(client, ns, client.pubs[ns], raw_msg(img, t), expect_output=False)
+    send_wait(client, ns, client.pubs[ns], raw_msg(np.roll(img, 1, axis=1), t + 10**8))
+    client.spin_for(0.3)
+    assert stamp_of(client.got(ns, "flow")[-1]) == t + 10**8
+    assert all(stamp_of(m) != t + 10**8 for m in client.got(ns, "flow_color"))
+    assert call(params.set_parameters([Parameter("publish_color", value=True)])).results[0].successful
+    send_wait(client, ns, client.pubs[ns], raw_msg(img, t + 2 * 10**8))
+    client.spin_until(lambda: stamp_of(client.got(ns, "flow_color")[-1]) == t + 2 * 10**8, what="colour back")
+
+
+def test_reliable_qos_and_incompatible_publisher_warning(client, nodes):
+    ns, pub = "rel", client.pubs["rel"]
+    img = textured(6)
+    send_wait(client, ns, pub, raw_msg(img, ns_time(0)), expect_output=False)
+    send_wait(client, ns, pub, raw_msg(np.roll(img, 1, axis=1), ns_time(1)))
+    fl = client.got(ns, "flow")[-1]
+    assert (fl.encoding, fl.width, fl.height, stamp_of(fl)) == ("32FC2", W, H, ns_time(1))
+    # a best-effort publisher cannot feed a reliable subscription: the node says so
+    be_pub = client.create_publisher(Image, "/rel/image", qos_profile_sensor_data)
+    client.spin_until(lambda: "incompatible QoS" in nodes[ns].log(), what="QoS warning")
+    client.destroy_publisher(be_pub)
+
+
+def test_overload_drops_stale_frames_and_keeps_latency_bounded(client, nodes):
+    """50 frames back to back (far faster than inference): the node skips to the newest frame."""
+    ns, pub = "rel", client.pubs["rel"]
+    base = textured(7)
+    d0 = client.wait_diag(ns, lambda d: d["queue_depth"] == "0", "idle")
+    n_out0 = len(client.got(ns, "flow_pair"))
+    times = [ns_time(100000 + i, dt_ms=10) for i in range(50)]
+    for i, t in enumerate(times):
+        pub.publish(raw_msg(np.roll(base, i, axis=1), t))
+    client.spin_until(lambda: any(stamp_of(m) == times[-1] for m in client.got(ns, "flow_pair")),
+                      what="flow of the newest frame")
+    pairs = client.got(ns, "flow_pair")[n_out0:]
+    out = [stamp_of(p) for p in pairs]
+    older = [p.time_ref.sec * 10**9 + p.time_ref.nanosec for p in pairs]
+    assert out == sorted(out) and len(set(out)) == len(out) and set(out) <= set(times)
+    assert out[-1] == times[-1]  # the newest frame is always processed
+    assert len(out) < len(times) - 1  # stale frames were skipped, not queued
+    assert older[1:] == out[:-1]  # each flow pairs the two frames actually processed, spanning the drops
+    d = client.wait_diag(ns, lambda d: int(d["flow_published"]) == int(d0["flow_published"]) + len(out)
+                         and d["queue_depth"] == "0", "counts settled")
+    received = int(d["frames_received"]) - int(d0["frames_received"])
+    dropped = int(d["frames_dropped"]) - int(d0["frames_dropped"])
+    processed = int(d["frames_processed"]) - int(d0["frames_processed"])
+    assert dropped > 0 and received == processed + dropped  # every frame is either processed or counted
+    assert processed == len(out) + (older[0] in times)  # (+1: a first frame that started the pair)
+    assert int(d["max_frames_behind"]) <= 1  # the worker never starts on a frame older than latest + 1
+
+
+def test_compressed_input(client, nodes):
+    ns, pub = "cmp", client.cmp_pub
+    img = textured(8)
+
+    def cmsg(rgb, t_ns, ext=".jpg"):
+        ok, buf = cv2.imencode(ext, rgb[..., ::-1])
+        m = CompressedImage(format=f"bgr8; {'jpeg' if ext == '.jpg' else 'png'} compressed bgr8")
+        m.data = array.array("B", buf.tobytes())
+        m.header.stamp.sec, m.header.stamp.nanosec = divmod(t_ns, 10**9)
+        m.header.frame_id = FRAME_ID
+        return m
+
+    send_wait(client, ns, pub, cmsg(img, ns_time(0)), expect_output=False)
+    send_wait(client, ns, pub, cmsg(np.roll(img, 1, axis=1), ns_time(1), ".png"))
+    fl = client.got(ns, "flow")[-1]
+    assert (fl.encoding, fl.width, fl.height, fl.header.frame_id) == ("32FC2", W, H, FRAME_ID)
+    rejected0 = int(client.wait_diag(ns, lambda d: True, "current counts")["messages_rejected"])
+    corrupt = cmsg(img, ns_time(2))
+    corrupt.data = array.array("B", bytes(np.random.default_rng(0).integers(0, 256, 300, dtype=np.uint8)))
+    empty = cmsg(img, ns_time(2))
+    empty.data = array.array("B")
+    for m in (corrupt, empty):
+        pub.publish(m)
+        client.spin_for(0.05)
+    client.wait_diag(ns, lambda d: int(d["messages_rejected"]) == rejected0 + 2, "2 rejected")
+    send_wait(client, ns, pub, cmsg(np.roll(img, 2, axis=1), ns_time(3)))
+    pair = client.got(ns, "flow_pair")[-1]
+    assert pair.time_ref.sec * 10**9 + pair.time_ref.nanosec == ns_time(1) and nodes[ns].alive()
+
+
+def test_dis_backend(client, nodes):
+    ns, pub = "dis", client.pubs["dis"]
+    img = textured(9)
+    send_wait(client, ns, pub, raw_msg(img, ns_time(0)), expect_output=False)
+    send_wait(client, ns, pub, raw_msg(np.roll(img, 2, axis=1), ns_time(1)))
+    flow = image_msg_to_flow(client.got(ns, "flow")[-1])
+    assert np.median(flow[8:-8, 8:-8, 0]) == pytest.approx(2.0, abs=0.3)  # DIS sees the 2 px shift
+    client.spin_until(lambda: len(client.got(ns, "motion")) >= 1, what="motion")
+    mo = client.got(ns, "motion")[-1]
+    assert mo.twist.linear.x == pytest.approx(20.0, abs=3.0)  # 2 px in 0.1 s
+    assert mo.twist.angular.x == 0.0 and mo.twist.angular.y == 0.0  # no camera_info: not reported
+    d = client.wait_diag(ns, lambda d: int(d["flow_published"]) >= 1, "output counted")
+    assert d["backend"] == "dis" and "DIS" in d["model"] and d["device"] == "cpu"
+    assert math.isfinite(float(d["motion_inlier_fraction"]))
+
+
+def test_startup_failures_exit_nonzero_with_message(ckpt, tmp_path):
+    """Missing / corrupt checkpoint, bad parameter values: exit code 2 and one clear line, no traceback."""
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"PK\x03\x04" + os.urandom(200))
+    cases = [
+        (["-p", f"checkpoint:={tmp_path / 'nope.pt'}"], "file not found"),
+        (["-p", f"checkpoint:={corrupt}"], "not a readable PyTorch checkpoint"),
+        (["-p", f"checkpoint:={ckpt}", "-p", "transport:=carrier_pigeon"], "transport must be one of raw, compressed"),
+        (["-p", f"checkpoint:={ckpt}", "-p", "depth:=0"], "out of range"),
+        (["-p", f"checkpoint:={ckpt}", "-p", "max_frame_gap:=2"], "decimal point"),
+    ]
+    procs = [subprocess.Popen([sys.executable, "-m", "flownet_ros.ros.node", "--ros-args", *args], cwd=REPO,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for args, _ in cases]
+    for (args, message), proc in zip(cases, procs):
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 2, err[-2000:]
+        assert "flownet_node: cannot start" in err and message in err, err[-2000:]
+        assert "Traceback" not in err

@@ -1,0 +1,229 @@
+"""The node's ROS-free parts: pairing, latest-frame queue, worker thread, statistics, pipeline, DIS."""
+
+import math
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from flownet_ros.inference import FlowEstimator
+from flownet_ros.inference.dis import DISEstimator
+from flownet_ros.models import ModelSpec, build_model
+from flownet_ros.ros.diagnostics import FlowStats, make_status, status_values
+from flownet_ros.ros.pairing import Frame, FramePairer
+from flownet_ros.ros.pipeline import FlowPipeline, PipelineSettings
+from flownet_ros.ros.worker import LatestQueue, Worker
+
+S = 1_000_000_000
+
+
+def textured(h=64, w=96, seed=0):
+    import cv2
+    rng = np.random.default_rng(seed)
+    return cv2.GaussianBlur(rng.integers(0, 256, (h, w, 3), dtype=np.uint8), (5, 5), 0)
+
+
+def frame(t_s, img=None, encoding="rgb8", seq=0):
+    img = textured() if img is None else img
+    return Frame(img, int(round(t_s * S)), None, encoding, seq)
+
+
+# ---- pairing -----------------------------------------------------------------------------------
+
+def test_pairs_consecutive_frames():
+    p = FramePairer(max_gap_s=1.0)
+    f0, f1, f2 = frame(0.0), frame(0.1), frame(0.2)
+    assert p.push(f0) == (None, FramePairer.FIRST)
+    assert p.push(f1) == (f0, None)
+    assert p.push(f2) == (f1, None)
+    assert p.resets == 0
+
+
+@pytest.mark.parametrize("second,reason", [
+    (frame(0.1, textured(32, 96)), "image size changed from 96x64 to 96x32"),
+    (frame(0.1, encoding="bgr8"), "encoding changed"),
+    (frame(-5.0), "stamp went back by 5.000 s"),
+    (frame(1.5), "stamp gap 1.500 s exceeds max_frame_gap 1 s"),
+])
+def test_pair_resets(second, reason):
+    p = FramePairer(max_gap_s=1.0)
+    p.push(frame(0.0))
+    prev, why = p.push(second)
+    assert prev is None and why.startswith(reason)
+    assert p.resets == 1
+    third = frame(second.stamp_ns / S + 0.1, second.image, second.encoding)
+    assert p.push(third) == (second, None)  # the stream goes on from the new frame
+
+
+def test_no_gap_limit_and_equal_stamps():
+    p = FramePairer(max_gap_s=0.0)
+    a, b, c = frame(0.0), frame(1000.0), frame(1000.0)
+    p.push(a)
+    assert p.push(b)[0] is a
+    assert p.push(c)[0] is b  # equal stamps pair (no motion rates for them)
+
+
+# ---- queue and worker ----------------------------------------------------------------------------
+
+def test_latest_queue_keeps_newest_and_counts_drops():
+    q = LatestQueue()
+    assert q.put(1) is None
+    assert q.put(2) == 1 and q.put(3) == 2
+    assert (q.puts, q.dropped, len(q)) == (3, 2, 1)
+    assert q.get(timeout=0) == 3 and len(q) == 0
+    assert q.get(timeout=0.01) is None
+    q.close()
+    assert q.get(timeout=10) is None  # returns at once when closed
+
+
+def test_worker_never_lags_more_than_one_item():
+    """A slow worker fed faster than it works sees only the newest items; drops are counted."""
+    q = LatestQueue()
+    seen, latest = [], [0]
+    gate = threading.Event()
+
+    def handle(item):
+        seen.append((item, latest[0]))
+        gate.wait(1.0)
+        gate.clear()
+
+    w = Worker(q, handle, on_error=lambda exc, item: None)
+    w.start()
+    try:
+        for i in range(1, 41):
+            latest[0] = i
+            q.put(i)
+            if i % 10 == 0:  # let the worker finish one item now and then
+                gate.set()
+                deadline = time.monotonic() + 5
+                while gate.is_set() and time.monotonic() < deadline:
+                    time.sleep(0.001)
+        gate.set()
+        deadline = time.monotonic() + 5
+        while (len(q) or w.busy) and time.monotonic() < deadline:
+            gate.set()
+            time.sleep(0.005)
+    finally:
+        w.stop()
+    items = [s[0] for s in seen]
+    assert items == sorted(items) and items[-1] == 40  # in order, and the newest is always processed
+    assert all(latest_at_take - item <= 1 for item, latest_at_take in seen)
+    assert len(items) < 40 and q.dropped == 40 - len(items)
+
+
+def test_worker_survives_exceptions():
+    q = LatestQueue()
+    errors, done = [], []
+
+    def handle(item):
+        if item == "bad":
+            raise RuntimeError("boom")
+        done.append(item)
+
+    w = Worker(q, handle, on_error=lambda exc, item: errors.append((str(exc), item)))
+    w.start()
+    try:
+        q.put("bad")
+        deadline = time.monotonic() + 5
+        while not errors and time.monotonic() < deadline:
+            time.sleep(0.005)
+        q.put("good")
+        while not done and time.monotonic() < deadline:
+            time.sleep(0.005)
+    finally:
+        w.stop()
+    assert errors == [("boom", "bad")] and done == ["good"] and not w.is_alive()
+
+
+# ---- statistics -------------------------------------------------------------------------------
+
+def test_stats_report_rates_and_latency():
+    t = [100.0]
+    st = FlowStats(clock=lambda: t[0])
+    for _ in range(10):
+        st.count("received")
+    st.count("dropped", 3)
+    for lat in (0.1, 0.3, 0.2):
+        st.output(lat, 0.05, 0.8)
+    t[0] = 102.0
+    r = st.report()
+    assert r["input_rate_hz"] == pytest.approx(5.0) and r["output_rate_hz"] == pytest.approx(1.5)
+    assert r["latency_median_s"] == pytest.approx(0.2) and r["latency_max_s"] == pytest.approx(0.3)
+    assert (r["received"], r["dropped"], r["published"]) == (10, 3, 3)
+    t[0] = 103.0
+    r2 = st.report()  # a new period: no new output
+    assert r2["input_rate_hz"] == 0 and math.isnan(r2["latency_median_s"]) and r2["received"] == 10
+    values = status_values(make_status(r, "flownet", "cpu", {"backend": "dis"}))
+    assert values["frames_dropped"] == "3" and values["latency_max_ms"] == "300" and values["backend"] == "dis"
+
+
+def test_status_levels():
+    from diagnostic_msgs.msg import DiagnosticStatus
+    st = FlowStats()
+    assert make_status(st.report(), "n", "h", {}).level == DiagnosticStatus.OK
+    st.count("received", 5)
+    st.count("rejected")
+    assert make_status(st.report(), "n", "h", {}).level == DiagnosticStatus.WARN
+    st.count("errors")
+    assert make_status(st.report(), "n", "h", {}).level == DiagnosticStatus.ERROR
+
+
+# ---- pipeline ----------------------------------------------------------------------------------
+
+def tiny_estimator():
+    torch.manual_seed(0)
+    model = build_model("flownetc", 0.125, False, "flownet2", 20.0)
+    return FlowEstimator(model, ModelSpec(width=0.125), device="cpu")
+
+
+@pytest.mark.parametrize("make", [tiny_estimator, lambda: DISEstimator("ultrafast")])
+def test_pipeline_outputs(make):
+    pipe = FlowPipeline(make(), FramePairer(1.0), PipelineSettings(color_max_flow=10.0))
+    img = textured()
+    assert pipe.process(frame(0.0, img)) is None
+    r = pipe.process(frame(0.1, np.roll(img, 2, axis=1)))
+    assert r.flow.shape == (64, 96, 2) and r.flow.dtype == np.float32
+    assert r.color.shape == (64, 96, 3) and r.color.dtype == np.uint8
+    assert r.dt == pytest.approx(0.1) and r.motion is not None and r.motion.dt == pytest.approx(0.1)
+    assert r.older.stamp_ns == 0 and r.newer.stamp_ns == S // 10
+    pipe.settings.publish_color = False
+    pipe.settings.publish_motion = False
+    r = pipe.process(frame(0.2, img))
+    assert r.color is None and r.motion is None
+
+
+def test_pipeline_equal_stamps_give_no_motion():
+    pipe = FlowPipeline(DISEstimator("ultrafast"), FramePairer(1.0))
+    pipe.process(frame(1.0))
+    r = pipe.process(frame(1.0))
+    assert r is not None and r.motion is None
+
+
+def test_pipeline_reports_resets_and_uses_intrinsics():
+    from flownet_ros.flow.motion import Intrinsics
+    reasons = []
+    pipe = FlowPipeline(DISEstimator("ultrafast"), FramePairer(1.0),
+                        intrinsics=lambda w, h: Intrinsics(80.0, 80.0, (w - 1) / 2, (h - 1) / 2),
+                        on_reset=reasons.append)
+    img = textured()
+    pipe.process(frame(0.0, img))
+    pipe.process(frame(5.0, img))
+    assert reasons[0] == FramePairer.FIRST and reasons[1].startswith("stamp gap")
+    r = pipe.process(frame(5.1, np.roll(img, 2, axis=1)))  # content moves right = scene turns about +y
+    assert r.motion.fit.rot_y is not None and r.motion.angular[1] > 0
+
+
+def test_dis_recovers_shift_and_checks_input():
+    img = textured()
+    flow = DISEstimator("medium").estimate(img, np.roll(img, (1, 2), axis=(0, 1)))
+    assert flow.shape == (64, 96, 2) and flow.dtype == np.float32
+    np.testing.assert_allclose(np.median(flow[8:-8, 8:-8].reshape(-1, 2), 0), [2.0, 1.0], atol=0.2)
+    bgr = DISEstimator("fast").estimate(img[..., ::-1].copy(), np.roll(img, 2, axis=1)[..., ::-1].copy(), "bgr")
+    np.testing.assert_allclose(np.median(bgr[8:-8, 8:-8, 0]), 2.0, atol=0.2)
+    assert "DIS" in DISEstimator().description and str(DISEstimator().device) == "cpu"
+    with pytest.raises(ValueError, match="preset"):
+        DISEstimator("slowest")
+    with pytest.raises(ValueError):
+        DISEstimator().estimate(img, img[:32])
