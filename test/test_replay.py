@@ -204,3 +204,26 @@ def test_demo_on_a_user_bag(tmp_path, tiny_checkpoint, capsys):
     assert "device:=cpu" in args
     assert demo.main(["--bag", str(tmp_path / "nope")]) == 1
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_replay_compressed_images(tmp_path, tiny_checkpoint):
+    """A CompressedImage (jpeg) camera topic: the node is started with transport compressed."""
+    import cv2
+
+    from flownet_ros.evaluation.bagio import COMPRESSED, TYPESTORE, make_header
+    from flownet_ros.evaluation.sample_bag import SceneSequence
+
+    topic = "/cam/image_raw/compressed"
+    compressed = TYPESTORE.types[COMPRESSED]
+    stamps = [10**9 + k * 33_333_333 for k in range(4)]
+    with BagWriter(tmp_path / "jpeg", "mcap") as w:
+        w.add(topic, COMPRESSED)
+        for t, (img, _) in zip(stamps, SceneSequence(SIZE).frames(4)):
+            ok, buf = cv2.imencode(".jpg", img[..., ::-1])
+            w.write(topic, t, compressed(header=make_header(t, "cam"), format="bgr8; jpeg compressed bgr8",
+                                         data=buf.reshape(-1)))
+    assert "transport:=compressed" in node_command(topic, COMPRESSED)
+    result = replay(ReplayOptions(bag=tmp_path / "jpeg", rate=0.0, out_dir=tmp_path / "run", progress=False,
+                                  params={"checkpoint": tiny_checkpoint, "device": "cpu"}))
+    assert result.image_topic == topic and result.missing == []
+    assert sorted(s for s, _, _ in recorded(result.output_bag, "/flownet/flow")) == stamps[1:]

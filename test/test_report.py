@@ -102,6 +102,11 @@ def test_dropped_frames_and_pairs_across_a_drop(sample, tmp_path):
     assert by_index[3]["main"]["photometric"] == pytest.approx(
         photometric_error(frames[1][1], frames[3][1], flow_31))  # scored on the pair the node used
     assert node["epe"] == pytest.approx(0.0, abs=1e-6)  # the other three equal the ground truth
+    # zero flow is scored on the same pair (1, 3), and the accuracy rows average the node's 4 pairs only
+    assert by_index[3]["zero"]["photometric"] == pytest.approx(
+        np.abs(frames[1][1].astype(np.float32) - frames[3][1]).mean())
+    zero = rep["summary"][-1]
+    assert zero["photometric_error"] == pytest.approx(np.mean([by_index[k]["zero"]["photometric"] for k in (1, 3, 4, 5)]))
 
 
 def test_offline_mode_and_dis_baseline(sample, tmp_path):

@@ -371,8 +371,7 @@ def replay(opts: ReplayOptions) -> ReplayResult:
             with recorder.lock:
                 got = set(recorder.flow_stamps)
             missing = [f.stamp_ns for f in frames[1:] if f.stamp_ns not in got]
-        else:
-            time.sleep(0.3)  # trailing colour / motion / diagnostics of the last frame
+        time.sleep(0.3)  # trailing colour / motion / flow_pair messages of the last flow
         with recorder.lock:
             recorder.active = False
             walls = sorted(recorder.flow_wall_ns)

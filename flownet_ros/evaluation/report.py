@@ -80,17 +80,26 @@ def _stat(values: Sequence[float], fn) -> float:
     return float(fn(v)) if v.size else math.nan
 
 
-def summarize(series: Series, pairs: int, offline: bool, wall_span_s: Optional[float] = None) -> Dict[str, Any]:
+def summarize(series: Series, pairs: int, offline: bool, wall_span_s: Optional[float] = None,
+              scored: Optional[np.ndarray] = None, timed: bool = True) -> Dict[str, Any]:
     """Summary numbers of one method over ``pairs`` input frame pairs.
 
+    Outputs: pairs with a timing (``timed``), else with a photometric error. Accuracy means run over
+    the pairs in the bool mask ``scored`` (default all), so methods are compared on the same pairs.
     Output rate: offline = outputs / total compute time; ROS = outputs per second of receive time,
     from ``wall_span_s`` (wall-clock first -> last flow, written by the replay) when known, else
     from the output bag times (real receive times in a live recording).
     """
-    got = int(np.isfinite(np.asarray(series.photometric, dtype=np.float64)).sum()) if pairs else 0
+    def values(name: str) -> np.ndarray:
+        v = np.asarray(getattr(series, name), dtype=np.float64)
+        return v[scored] if scored is not None else v
+
+    got = int(np.isfinite(np.asarray(series.latency_ms if timed else series.photometric, dtype=np.float64)).sum())
     recv = np.asarray(series.recv_ns, dtype=np.float64)
     recv = np.sort(recv[np.isfinite(recv)])
-    if offline:
+    if not timed:
+        rate = math.nan
+    elif offline:
         total_s = _stat(series.latency_ms, np.sum) / 1e3
         rate = got / total_s if got and total_s > 0 else math.nan
     else:
@@ -105,9 +114,9 @@ def summarize(series: Series, pairs: int, offline: bool, wall_span_s: Optional[f
         "latency_ms_p95": _stat(series.latency_ms, lambda v: np.percentile(v, 95)),
         "latency_ms_max": _stat(series.latency_ms, np.max),
         "output_rate_hz": rate,
-        "photometric_error": _stat(series.photometric, np.mean),
-        "epe": _stat(series.epe, np.mean),
-        "fl_all": _stat(series.fl_all, np.mean),
+        "photometric_error": _stat(values("photometric"), np.mean),
+        "epe": _stat(values("epe"), np.mean),
+        "fl_all": _stat(values("fl_all"), np.mean),
     }
 
 
@@ -266,36 +275,41 @@ def evaluate(opts: ReportOptions) -> Dict[str, Any]:
             prev = cache[prev_stamp]
             gt, valid = src.ground_truth(stamp)
             rec: Dict[str, Any] = {"index": k, "stamp_ns": stamp}
-            flow = None
+            older, flow = prev_stamp, None
             if offline:
                 flow, ms = _timed(estimator, prev, img)
                 main.add(latency_ms=ms)
-                _score(main, prev, img, flow, gt, valid)
             else:
                 main.add()
                 out = src.flows.get(stamp)
                 if out is not None:
-                    recv_ns = out.time_ns
                     flow = decode_flow(out.msg)
                     if flow.shape[:2] != img.shape[:2]:
                         raise BagError(f"bag {src.output.path}: flow for frame {k} is {flow.shape[1]}x"
                                        f"{flow.shape[0]} but the image is {img.shape[1]}x{img.shape[0]}")
+                    main.latency_ms[-1] = (out.time_ns - stamp) / 1e6
+                    main.recv_ns[-1] = float(out.time_ns)
                     older = src.pair_of.get(stamp, prev_stamp)
-                    rec["older_stamp_ns"] = older
-                    main.latency_ms[-1] = (recv_ns - stamp) / 1e6
-                    main.recv_ns[-1] = float(recv_ns)
-                    if older != prev_stamp:
-                        spanning += 1
-                    if older in cache:
-                        consecutive = older == prev_stamp
-                        _score(main, cache[older], img, flow, gt if consecutive else None, valid)
-            zero.add()
-            _score(zero, prev, img, None, gt, valid)
+                    spanning += older != prev_stamp
+            rec["older_stamp_ns"] = older
+            # every method is scored on the pair the node used; ground truth only fits consecutive frames
+            first = cache.get(older)
+            if first is not None:
+                gt_pair = gt if older == prev_stamp else None
+                if flow is not None:
+                    _score(main, first, img, flow, gt_pair, valid)
+                zero.add()
+                _score(zero, first, img, None, gt_pair, valid)
+            else:  # the node paired with a frame older than the cache holds: not scored
+                zero.add()
             bflow = None
             if baseline is not None:
-                bflow, bms = _timed(baseline, prev, img)
-                base.add(latency_ms=bms)
-                _score(base, prev, img, bflow, gt, valid)
+                if first is not None:
+                    bflow, bms = _timed(baseline, first, img)
+                    base.add(latency_ms=bms)
+                    _score(base, first, img, bflow, gt_pair, valid)
+                else:
+                    base.add()
             for key, s in [("main", main), ("zero", zero)] + ([("baseline", base)] if base else []):
                 rec[key] = {"latency_ms": s.latency_ms[-1], "photometric": s.photometric[-1],
                             "epe": s.epe[-1], "fl_all": s.fl_all[-1]}
@@ -313,12 +327,12 @@ def evaluate(opts: ReportOptions) -> Dict[str, Any]:
     wall_span = float(custom[WALL_SPAN_KEY]) if WALL_SPAN_KEY in custom else None
     replay_rate = opts.rate if opts.rate is not None else (
         float(custom[RATE_KEY]) if RATE_KEY in custom else None)
-    no_timing = {"latency_ms_median": math.nan, "latency_ms_p95": math.nan, "latency_ms_max": math.nan,
-                 "output_rate_hz": math.nan}
-    summaries = [summarize(main, pairs, offline, wall_span)]
+    # accuracy rows: over the pairs the node produced a flow for (all pairs offline), same pairs for all
+    scored = None if offline else np.isfinite(np.asarray(main.recv_ns, dtype=np.float64))
+    summaries = [summarize(main, pairs, offline, wall_span, scored)]
     if base is not None:
-        summaries.append(summarize(base, pairs, True))
-    summaries.append(summarize(zero, pairs, True) | no_timing)
+        summaries.append(summarize(base, pairs, True, scored=scored))
+    summaries.append(summarize(zero, pairs, True, scored=scored, timed=False))
     report = {
         "input_bag": str(opts.input_bag), "output_bag": str(opts.output_bag) if opts.output_bag else None,
         "mode": "offline" if offline else "ros", "image_topic": src.topic, "image_type": src.msgtype,
@@ -408,16 +422,19 @@ def markdown(report: Dict[str, Any]) -> str:
     if report.get("baseline"):
         lines.append(f"- baseline: {report['baseline']}")
     diag = report.get("node_diagnostics") or {}
-    if diag:
-        lines.append("- node diagnostics (last): " + ", ".join(f"{k}={v}" for k, v in diag.items()))
+    if diag:  # the node's own latency uses its clock: wall time unless it ran with use_sim_time + /clock
+        lines.append("- node diagnostics (last; all values in report.json): "
+                     + ", ".join(f"{k}={v}" for k, v in diag.items() if "latency" not in k))
     if report.get("pairs_spanning_dropped_frames"):
         lines.append(f"- {report['pairs_spanning_dropped_frames']} node output(s) paired frames further apart than "
                      "consecutive (frames dropped in between); EPE is not scored for those")
     if report.get("outputs_without_input"):
         lines.append(f"- {report['outputs_without_input']} flow output(s) had no matching input frame stamp")
     lines += ["", "## Summary", "", summary_table(report), "",
-              "Photometric error: mean |frame k-1 - frame k warped back by the flow| (0..255) over pixels "
-              "that stay in the image; the zero-flow column is the same without motion compensation.", ""]
+              "Photometric error: mean |older frame - newer frame warped back by the flow| (0..255) over "
+              "pixels that stay in the image; zero flow = the same without motion compensation. "
+              + ("Accuracy rows average over the pairs the node produced a flow for; every column is scored "
+                 "on the pair the node used." if report["mode"] == "ros" else ""), ""]
     plots = report.get("plots", {})
     for key, title in (("latency", "Latency"), ("accuracy", "Accuracy over time"), ("strip", "Frames")):
         if key in plots:
