@@ -17,10 +17,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import List, Optional, Sequence
 
-from flownet_ros.evaluation import replay
+from flownet_ros.evaluation import replay, workspace
 from flownet_ros.evaluation.sample_bag import DEFAULT_PATH, write_sample_bag
 
-REPO = Path(__file__).resolve().parents[1]
 #: Network input size for the demo on CPU (H, W; multiples of 64). See docs/evaluation.md for timings.
 DEMO_INFERENCE_SIZE = (256, 320)
 
@@ -80,7 +79,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         except CheckpointError as err:
             print(f"error: {err} (or pass -p checkpoint:=<file>)", file=sys.stderr)
             return 1
-    out_dir = args.out_dir or REPO / "out" / "demo" / f"{bag.name}_{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    out_dir = args.out_dir or workspace() / "out" / "demo" / f"{bag.name}_{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     print(f"replaying {bag} through the flownet node (rate {args.rate:g}) -> {out_dir}", flush=True)
     return replay.main(demo_args(bag, args.topic, args.rate, out_dir, args.param, args.device))
 

@@ -29,6 +29,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from flownet_ros.evaluation import workspace
 from flownet_ros.evaluation.bagio import (COMPRESSED, IMAGE, BagError, BagReader, BagWriter, cdr_stamp_ns,
                                           select_image_topic)
 
@@ -263,7 +264,7 @@ def _wait(cond, timeout: float, what: str, node_proc: Optional[NodeProcess], ste
 
 
 def default_output_dir(bag: Path) -> Path:
-    return REPO / "out" / "replay" / f"{bag.stem or bag.name}_{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    return workspace() / "out" / "replay" / f"{bag.stem or bag.name}_{datetime.now().strftime('%Y%m%d-%H%M%S')}"
 
 
 def replay(opts: ReplayOptions) -> ReplayResult:

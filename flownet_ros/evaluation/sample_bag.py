@@ -29,10 +29,10 @@ import numpy as np
 
 from flownet_ros.data.procedural import _affine_flow, _Layer, _motion, _object_mask, _render
 from flownet_ros.data.textures import random_texture
+from flownet_ros.evaluation import workspace
 from flownet_ros.evaluation.bagio import IMAGE, BagWriter, flow_message, rgb_message
 
-REPO = Path(__file__).resolve().parents[2]
-DEFAULT_PATH = REPO / "data" / "sample_bag"
+DEFAULT_PATH = workspace() / "data" / "sample_bag"
 IMAGE_TOPIC = "/camera/image_raw"
 GT_TOPIC = "/camera/flow_gt"
 FRAME_ID = "camera_optical_frame"
