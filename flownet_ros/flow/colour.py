@@ -36,6 +36,8 @@ def make_colorwheel() -> np.ndarray:
 
 COLORWHEEL = make_colorwheel()
 NCOLS = COLORWHEEL.shape[0]
+# channel-first wheel (0..1) with the first colour repeated at the end, so index k0 + 1 never wraps
+_WHEEL_T = np.concatenate([COLORWHEEL, COLORWHEEL[:1]], 0).T.copy() / np.float32(255)  # [3,56]
 _TORCH_WHEELS: Dict[Tuple[str, Optional[int]], torch.Tensor] = {}
 
 
@@ -50,7 +52,7 @@ def flow_to_color(flow: np.ndarray, max_flow: Optional[float] = None) -> np.ndar
         raise ValueError(f"flow must be [H,W,2], got shape {flow.shape}")
     u = flow[:, :, 0].astype(np.float32)
     v = flow[:, :, 1].astype(np.float32)
-    known = np.isfinite(u) & np.isfinite(v)
+    known = np.isfinite(u + v)
     u = np.where(known, u, np.float32(0))
     v = np.where(known, v, np.float32(0))
     mag = np.sqrt(u * u + v * v)
@@ -58,27 +60,24 @@ def flow_to_color(flow: np.ndarray, max_flow: Optional[float] = None) -> np.ndar
         max_flow = float(mag.max()) if mag.size else 0.0
     elif max_flow <= 0:
         raise ValueError(f"max_flow must be positive, got {max_flow}")
-    scale = np.float32(1.0 / (max_flow + EPS))
-    u, v, rad = u * scale, v * scale, mag * scale
-    a = np.arctan2(-v, -u) / np.float32(np.pi)
-    fk = (a + np.float32(1)) * np.float32(0.5 * (NCOLS - 1))
-    k0 = np.floor(fk).astype(np.int64)
-    f = (fk - k0)[..., None]
-    k0 = k0 % NCOLS
-    k1 = (k0 + 1) % NCOLS
-    col = ((np.float32(1) - f) * COLORWHEEL[k0] + f * COLORWHEEL[k1]) / np.float32(255)
-    rad = rad[..., None]
+    rad = mag * np.float32(1.0 / (max_flow + EPS))
+    fk = (np.arctan2(-v, -u) / np.float32(np.pi) + np.float32(1)) * np.float32(0.5 * (NCOLS - 1))
+    k0f = np.clip(np.floor(fk), 0, NCOLS - 1)
+    f = fk - k0f
+    k0 = k0f.astype(np.int64)
+    c0 = _WHEEL_T[:, k0]  # [3,H,W]
+    col = c0 + f * (_WHEEL_T[:, k0 + 1] - c0)
     col = np.where(rad <= 1, np.float32(1) - rad * (np.float32(1) - col), col * np.float32(0.75))
-    out = np.floor(np.float32(255) * col).astype(np.uint8)
-    out[~known] = 0
-    return out
+    out = (np.float32(255) * col).astype(np.uint8)  # truncation = floor for these non-negative values
+    out *= known.astype(np.uint8)
+    return np.ascontiguousarray(out.transpose(1, 2, 0))
 
 
 def _torch_wheel(device: torch.device) -> torch.Tensor:
     key = (device.type, device.index)
     wheel = _TORCH_WHEELS.get(key)
     if wheel is None:
-        wheel = torch.from_numpy(COLORWHEEL / 255.0).float().to(device)
+        wheel = torch.from_numpy(_WHEEL_T).float().to(device)
         _TORCH_WHEELS[key] = wheel
     return wheel
 
@@ -88,32 +87,35 @@ def flow_to_color_torch(flow: torch.Tensor, max_flow: Optional[float] = None) ->
     """[B,2,H,W] flow (pixels) -> uint8 [B,H,W,3] RGB on the flow's device.
 
     ``max_flow`` (pixels) as in :func:`flow_to_color`; None = per-sample largest finite magnitude.
+    No host synchronisation, so it can run per frame on a GPU stream.
     """
     if flow.ndim != 4 or flow.shape[1] != 2:
         raise ValueError(f"flow must be [B,2,H,W], got shape {tuple(flow.shape)}")
     flow = flow.float()
-    known = torch.isfinite(flow).all(dim=1)  # [B,H,W]
-    flow = torch.where(known[:, None], flow, torch.zeros((), device=flow.device))
     u, v = flow[:, 0], flow[:, 1]
+    known = torch.isfinite(u + v)  # [B,H,W]
+    zero = torch.zeros((), device=flow.device)
+    u = torch.where(known, u, zero)
+    v = torch.where(known, v, zero)
     mag = torch.sqrt(u * u + v * v)
     if max_flow is None:
-        maxm = mag.flatten(1).amax(dim=1) if mag[0].numel() else torch.zeros(mag.shape[0], device=mag.device)
-        scale = 1.0 / (maxm + EPS)
-        scale = scale.view(-1, 1, 1)
+        if mag[0].numel():
+            scale = (1.0 / (mag.flatten(1).amax(dim=1) + EPS)).view(-1, 1, 1)
+        else:
+            scale = torch.full((mag.shape[0], 1, 1), 1.0 / EPS, device=mag.device)
     else:
         if max_flow <= 0:
             raise ValueError(f"max_flow must be positive, got {max_flow}")
         scale = 1.0 / (float(max_flow) + EPS)
-    u, v, rad = u * scale, v * scale, mag * scale
-    a = torch.atan2(-v, -u) / np.pi
-    fk = (a + 1.0) * (0.5 * (NCOLS - 1))
-    k0f = torch.floor(fk)
-    f = (fk - k0f).unsqueeze(-1)
-    k0 = k0f.long() % NCOLS
-    k1 = (k0 + 1) % NCOLS
+    rad = mag * scale
+    fk = (torch.atan2(-v, -u) / np.float32(np.pi) + 1.0) * (0.5 * (NCOLS - 1))
+    k0f = torch.floor(fk).clamp_(0, NCOLS - 1)
+    f = fk - k0f
+    k0 = k0f.long()
     wheel = _torch_wheel(flow.device)
-    col = (1.0 - f) * wheel[k0] + f * wheel[k1]  # [B,H,W,3]
-    rad = rad.unsqueeze(-1)
+    c0 = wheel[:, k0]  # [3,B,H,W]
+    col = c0 + f * (wheel[:, k0 + 1] - c0)
     col = torch.where(rad <= 1, 1.0 - rad * (1.0 - col), col * 0.75)
-    out = torch.floor(255.0 * col).to(torch.uint8)
-    return out * known.unsqueeze(-1).to(torch.uint8)
+    out = (255.0 * col).to(torch.uint8)  # truncation = floor for these non-negative values
+    out *= known.to(torch.uint8)
+    return out.permute(1, 2, 3, 0).contiguous()
