@@ -227,3 +227,13 @@ def test_replay_compressed_images(tmp_path, tiny_checkpoint):
                                   params={"checkpoint": tiny_checkpoint, "device": "cpu"}))
     assert result.image_topic == topic and result.missing == []
     assert sorted(s for s, _, _ in recorded(result.output_bag, "/flownet/flow")) == stamps[1:]
+
+
+def test_node_that_cannot_start_is_reported_with_its_log(tmp_path, capsys):
+    bag = write_sample_bag(tmp_path / "in", frames=2, size=SIZE, progress=False)
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
+    code = main([str(bag), "--rate", "0", "--checkpoint", str(tmp_path / "bad.pt"),
+                 "--out-dir", str(tmp_path / "run"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "the node exited with code" in err and "bad.pt" in err and str(tmp_path / "run" / "node.log") in err
