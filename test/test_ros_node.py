@@ -31,7 +31,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, TimeReference
 from flownet_ros.flow.colour import flow_to_color
 from flownet_ros.flow.motion import fit_motion, intrinsics_from_k
 from flownet_ros.models import ModelSpec, build_model, save_checkpoint
-from flownet_ros.ros.conversions import image_msg_to_array, image_msg_to_flow, rgb_to_image_msg
+from flownet_ros.ros.conversions import image_msg_to_array, image_msg_to_flow
 from flownet_ros.ros.diagnostics import status_values
 
 REPO = Path(__file__).resolve().parents[1]
@@ -136,7 +136,8 @@ def nodes(ckpt, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("nodes")
     c = f"checkpoint:={ckpt}"
     procs = {
-        "be": NodeProcess(tmp, "be", "-p", c, "-r", "image:=/be_cam/image_raw", "-r", "camera_info:=/be_cam/camera_info"),
+        "be": NodeProcess(tmp, "be", "-p", c, "-r", "image:=/be_cam/image_raw",
+                          "-r", "camera_info:=/be_cam/camera_info"),
         "rel": NodeProcess(tmp, "rel", "-p", c, "-p", "reliability:=reliable", "-p", "max_frame_gap:=0.0"),
         "cmp": NodeProcess(tmp, "cmp", "-p", c, "-p", "transport:=compressed", "-p", "use_camera_info:=false"),
         "dis": NodeProcess(tmp, "dis", "-p", "backend:=dis", "-p", "dis_preset:=medium", "-p", "color_max_flow:=4.0"),

@@ -13,7 +13,6 @@ from __future__ import annotations
 import re
 import sys
 import threading
-import time
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
 
