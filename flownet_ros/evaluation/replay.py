@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 from flownet_ros.evaluation import workspace
 from flownet_ros.evaluation.bagio import (COMPRESSED, IMAGE, BagError, BagReader, BagWriter, cdr_stamp_ns,
@@ -232,14 +232,19 @@ class _Recorder:
             return self.lock.wait_for(lambda: stamp_ns in self.flow_stamps, timeout)
 
 
-def read_frames(bag_path: Path, topic: Optional[str]) -> Tuple[str, str, List[Frame]]:
-    """(topic, msgtype, frames) of the camera topic, in bag order. Raw bytes only, no decoding."""
-    with BagReader(bag_path) as bag:
-        topic, msgtype = select_image_topic(bag, topic)
-        frames = [Frame(m.raw, cdr_stamp_ns(m.raw), m.time_ns) for m in bag.messages([topic])]
-    if len(frames) < 2:
-        raise BagError(f"bag {bag_path}: topic {topic} has {len(frames)} frame(s), need at least 2")
-    return topic, msgtype, frames
+def camera_topic(bag: BagReader, topic: Optional[str]) -> Tuple[str, str, int]:
+    """(topic, msgtype, frame count) of the camera topic to replay; at least 2 frames."""
+    topic, msgtype = select_image_topic(bag, topic)
+    count = bag.message_count(topic)
+    if count < 2:
+        raise BagError(f"bag {bag.path}: topic {topic} has {count} frame(s), need at least 2")
+    return topic, msgtype, count
+
+
+def read_frames(bag: BagReader, topic: str) -> Iterator[Frame]:
+    """Frames of ``topic`` in bag order, streamed (raw bytes only, no decoding)."""
+    for m in bag.messages([topic]):
+        yield Frame(m.raw, cdr_stamp_ns(m.raw), m.time_ns)
 
 
 def _qos_like(node, topic: str, depth: int = 10):
@@ -271,9 +276,28 @@ def replay(opts: ReplayOptions) -> ReplayResult:
     """Replay ``opts.bag`` through the node and record its outputs; see the module docstring."""
     if opts.rate < 0:
         raise ValueError(f"--rate must be >= 0, got {opts.rate}")
-    topic, msgtype, frames = read_frames(opts.bag, opts.topic)
-    out_dir = Path(opts.out_dir) if opts.out_dir else default_output_dir(opts.bag)
-    out_bag = out_dir / "outputs"
+    bag = BagReader(opts.bag)
+    bag.open()
+    try:
+        topic, msgtype, n_frames = camera_topic(bag, opts.topic)
+        out_dir = Path(opts.out_dir) if opts.out_dir else default_output_dir(opts.bag)
+        out_bag = out_dir / "outputs"
+        writer = BagWriter(out_bag, opts.storage, custom={
+            "flownet_ros.input_bag": str(opts.bag), "flownet_ros.image_topic": topic, RATE_KEY: str(opts.rate),
+            "flownet_ros.clock": "bag time = receive time on the replay clock (frames published at their stamps)"})
+    except BaseException:
+        bag.close()
+        raise
+    try:
+        return _replay(opts, bag, topic, msgtype, n_frames, out_dir, writer)
+    finally:
+        writer.close()  # idempotent: normally closed by _replay before its result is built
+        bag.close()
+
+
+def _replay(opts: ReplayOptions, bag: BagReader, topic: str, msgtype: str, n_frames: int, out_dir: Path,
+            writer: BagWriter) -> ReplayResult:
+    out_bag = writer.path
     env = dds_environment()
     os.environ.update({k: v for k, v in env.items() if k.endswith("_DEFAULT_PROFILES_FILE")})
 
@@ -294,15 +318,12 @@ def replay(opts: ReplayOptions) -> ReplayResult:
     ctx = rclpy.Context()
     rclpy.init(context=ctx)
     node_proc: Optional[NodeProcess] = None
-    writer = BagWriter(out_bag, opts.storage, custom={
-        "flownet_ros.input_bag": str(opts.bag), "flownet_ros.image_topic": topic,
-        RATE_KEY: str(opts.rate),
-        "flownet_ros.clock": "bag time = receive time on the replay clock (frames published at their stamps)"})
     executor = None
     spin_thread = None
     t_start = time.monotonic()
     sent = 0
     missing: List[int] = []
+    sent_stamps: List[int] = []
     try:
         node = rclpy.create_node("flownet_replay", context=ctx)
         pub = node.create_publisher(CompressedImage if msgtype == COMPRESSED else Image, topic,
@@ -329,10 +350,12 @@ def replay(opts: ReplayOptions) -> ReplayResult:
               f"a connection to {topics['flow']}", node_proc)
         time.sleep(0.5)  # let the remaining endpoints (colour, motion, diagnostics) match too
 
-        progress = _progress(len(frames), opts.progress, f"replay {topic}")
-        wall0, bag0 = time.monotonic(), frames[0].time_ns
+        progress = _progress(n_frames, opts.progress, f"replay {topic}")
+        wall0 = time.monotonic()
+        bag0 = None
         consecutive_missing = 0
-        for i, frame in enumerate(frames):
+        for i, frame in enumerate(read_frames(bag, topic)):
+            bag0 = frame.time_ns if bag0 is None else bag0
             if opts.rate > 0:
                 due = wall0 + (frame.time_ns - bag0) / 1e9 / opts.rate
                 while (delay := due - time.monotonic()) > 0:
@@ -345,6 +368,7 @@ def replay(opts: ReplayOptions) -> ReplayResult:
                 clock_pub.publish(Clock(clock=_ros_time(frame.stamp_ns)))
             pub.publish(frame.raw)
             sent += 1
+            sent_stamps.append(frame.stamp_ns)
             progress.update(1)
             if opts.rate == 0:
                 if i == 0:
@@ -361,7 +385,7 @@ def replay(opts: ReplayOptions) -> ReplayResult:
                                           f"(waited {opts.timeout:.0f} s each){extra}")
         progress.close()
         if opts.rate > 0:
-            last = frames[-1].stamp_ns
+            last = sent_stamps[-1]
             end = time.monotonic() + opts.timeout
             while not recorder.wait_flow(last, 0.1) and time.monotonic() < end:
                 # stop early once the node has been quiet for much longer than its slowest output so
@@ -371,7 +395,7 @@ def replay(opts: ReplayOptions) -> ReplayResult:
                     break
             with recorder.lock:
                 got = set(recorder.flow_stamps)
-            missing = [f.stamp_ns for f in frames[1:] if f.stamp_ns not in got]
+            missing = [s for s in sent_stamps[1:] if s not in got]
         time.sleep(0.3)  # trailing colour / motion / flow_pair messages of the last flow
         with recorder.lock:
             recorder.active = False
@@ -469,6 +493,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (BagError, ReplayError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("interrupted: node stopped, the recording so far is closed and readable", file=sys.stderr)
+        return 130
     counts = ", ".join(f"{t}: {n}" for t, n in result.received.items())
     print(f"replayed {result.frames_sent} frames of {result.image_topic} in {result.wall_s:.1f} s; "
           f"recorded {counts} -> {result.output_bag}")
