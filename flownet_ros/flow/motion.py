@@ -111,6 +111,18 @@ def _design(x, y, center, intr: Optional[Intrinsics]) -> Tuple[np.ndarray, np.nd
     return au, av
 
 
+def _predict(a: np.ndarray, params: np.ndarray) -> np.ndarray:
+    """[N,4] design rows x [K,4] parameter sets -> [N,K] model values.
+
+    Written out instead of ``a @ params.T``: BLAS is slow for an inner dimension of 4 and, with
+    threads, on a busy machine (10 ms vs 1 ms for N = 4096, K = 66).
+    """
+    out = a[:, :1] * params[None, :, 0]
+    for k in range(1, a.shape[1]):
+        out += a[:, k:k + 1] * params[None, :, k]
+    return out
+
+
 def robust_linear_fit(au: np.ndarray, av: np.ndarray, u: np.ndarray, v: np.ndarray, threshold: float,
                       iterations: int = 64, refits: int = 3, seed: int = 0,
                       extra_hypotheses: Optional[np.ndarray] = None) -> Tuple[np.ndarray, np.ndarray]:
@@ -142,15 +154,16 @@ def robust_linear_fit(au: np.ndarray, av: np.ndarray, u: np.ndarray, v: np.ndarr
     if extra_hypotheses is not None:
         hyps.append(np.asarray(extra_hypotheses, np.float64).reshape(-1, 4))
     hyps = np.concatenate(hyps)  # [I',4]
-    res = np.hypot(au @ hyps.T - u[:, None], av @ hyps.T - v[:, None])  # [N,I']
-    best = int(np.argmax((res < threshold).sum(0)))
-    inliers = res[:, best] < threshold
+    thr2 = threshold * threshold
+    res2 = (_predict(au, hyps) - u[:, None]) ** 2 + (_predict(av, hyps) - v[:, None]) ** 2  # [N,I'] px^2
+    best = int(np.argmax((res2 < thr2).sum(0)))
+    inliers = res2[:, best] < thr2
     p = hyps[best]
     for _ in range(refits):
         if inliers.sum() < 2:
             break
         p = lstsq(inliers)
-        new = np.hypot(au @ p - u, av @ p - v) < threshold
+        new = (_predict(au, p[None])[:, 0] - u) ** 2 + (_predict(av, p[None])[:, 0] - v) ** 2 < thr2
         if np.array_equal(new, inliers):
             break
         inliers = new
@@ -159,7 +172,7 @@ def robust_linear_fit(au: np.ndarray, av: np.ndarray, u: np.ndarray, v: np.ndarr
 
 def fit_motion(flow: np.ndarray, dt: float, intrinsics: Optional[Intrinsics] = None,
                valid: Optional[np.ndarray] = None, threshold: float = 1.0, rel_threshold: float = 0.05,
-               max_points: int = 4096, iterations: int = 64, seed: int = 0) -> GlobalMotion:
+               max_points: int = 2048, iterations: int = 64, seed: int = 0) -> GlobalMotion:
     """Fit the dominant image motion of HxWx2 ``flow`` (pixels over ``dt`` seconds, dt > 0).
 
     Inlier threshold = max(``threshold`` px, ``rel_threshold`` * median flow magnitude).
@@ -178,7 +191,8 @@ def fit_motion(flow: np.ndarray, dt: float, intrinsics: Optional[Intrinsics] = N
     p, inl = robust_linear_fit(au, av, u, v, thr, iterations=iterations, seed=seed,
                                extra_hypotheses=np.array([p01[0], p01[1], 0.0, 0.0]))
     n_in = int(inl.sum())
-    rms = float(np.sqrt(np.mean((au[inl] @ p - u[inl]) ** 2 + (av[inl] @ p - v[inl]) ** 2))) if n_in else float("nan")
+    pu, pv = _predict(au[inl], p[None])[:, 0], _predict(av[inl], p[None])[:, 0]
+    rms = float(np.sqrt(np.mean((pu - u[inl]) ** 2 + (pv - v[inl]) ** 2))) if n_in else float("nan")
     if intrinsics is None:
         tx, ty, a, b = p
         k, theta, rx, ry = float(np.hypot(1 + a, b)), float(np.arctan2(b, 1 + a)), None, None

@@ -21,7 +21,7 @@ DEFAULT_PROFILE = Path(__file__).resolve().parents[2] / "config" / "fastdds.xml"
 PROFILE_VARS = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
 
 
-def _subscriber(seconds: float) -> None:
+def _subscriber(seconds: float, expected: int) -> None:
     import rclpy
     from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import Image
@@ -32,7 +32,7 @@ def _subscriber(seconds: float) -> None:
     node.create_subscription(Image, TOPIC, lambda m: got.append(m.header.stamp.sec), qos_profile_sensor_data)
     print("ready", flush=True)
     deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and len(got) < expected:
         rclpy.spin_once(node, timeout_sec=0.05)
     print(f"received {len(got)}", flush=True)
     node.destroy_node()
@@ -71,8 +71,8 @@ def measure(profile: str, count: int, width: int, height: int, rate: float) -> i
         env["FASTDDS_DEFAULT_PROFILES_FILE"] = profile
     me = [sys.executable, "-m", "flownet_ros.ros.dds_check"]
     duration = count / rate + 8.0
-    sub = subprocess.Popen(me + ["--role", "sub", "--seconds", str(duration)], env=env, stdout=subprocess.PIPE,
-                           text=True)
+    sub = subprocess.Popen(me + ["--role", "sub", "--seconds", str(duration), "--count", str(count)], env=env,
+                           stdout=subprocess.PIPE, text=True)
     pub = subprocess.Popen(me + ["--role", "pub", "--count", str(count), "--width", str(width), "--height",
                                  str(height), "--rate", str(rate)], env=env)
     pub.wait()
@@ -95,7 +95,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seconds", type=float, default=10.0, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.role == "sub":
-        _subscriber(a.seconds)
+        _subscriber(a.seconds, a.count)
         return 0
     if a.role == "pub":
         _publisher(a.count, a.width, a.height, a.rate)

@@ -24,7 +24,10 @@ from rclpy.exceptions import InvalidParameterTypeException, ParameterException
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rclpy.event_handler import SubscriptionEventCallbacks
+try:
+    from rclpy.event_handler import SubscriptionEventCallbacks
+except ImportError:  # Humble
+    from rclpy.qos_event import SubscriptionEventCallbacks
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, TimeReference
 
 from flownet_ros.flow.motion import intrinsics_from_k
@@ -171,6 +174,7 @@ class FlowNode(Node):
         self.pairer = FramePairer(self.cfg["max_frame_gap"])
         self.pipeline = FlowPipeline(self.estimator, self.pairer, self.settings, self._intrinsics, self._on_reset)
         self._camera: Optional[CameraInfo] = None
+        self._apply_in_on_set = False
         self._accepted = 0
         self._lock = threading.Lock()
 
@@ -196,7 +200,10 @@ class FlowNode(Node):
                          if self.cfg["use_camera_info"] else None)
         self.diag_timer = self.create_timer(self.cfg["diagnostics_period"], self._publish_diagnostics)
         self.add_on_set_parameters_callback(self._on_set_parameters)
-        self.add_post_set_parameters_callback(self._after_set_parameters)
+        if hasattr(self, "add_post_set_parameters_callback"):  # Iron and later
+            self.add_post_set_parameters_callback(self._after_set_parameters)
+        else:  # Humble: apply in the validating callback
+            self._apply_in_on_set = True
         self.get_logger().info(
             f"{self.cfg['backend']} on {self.estimator.device}: {self.estimator.description}; "
             f"input {self.sub.topic_name} ({qos.describe(in_qos)}), output {self.pub_flow.topic_name}, "
@@ -255,6 +262,8 @@ class FlowNode(Node):
             why = validate(p.name, p.value)
             if why:
                 return SetParametersResult(successful=False, reason=why)
+        if self._apply_in_on_set:
+            self._after_set_parameters(params)
         return SetParametersResult(successful=True)
 
     def _after_set_parameters(self, params: List[Parameter]) -> None:
