@@ -4,6 +4,8 @@ FlowNetC setting (max displacement 20, stride2 2, 1x1 patch -> 441 channels) on 
 Backends: flownet_ros compiled kernels (CPU; CUDA when built), the pure-PyTorch reference, and
 spatial-correlation-sampler / localcorr when importable (their outputs are reshaped to [B, 441, H, W]
 and divided by C, then checked against the reference before timing). "bwd" is fwd+bwd minus fwd.
+With --flownetc: FlowNetC (width 1) eval forward at 384x512 on CPU with the compiled correlation vs the
+reference, i.e. what the op is worth end to end.
 Example: python -m flownet_ros.bench correlation --batch 1 8 --markdown
 """
 
@@ -53,6 +55,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--warmup", type=int, default=None, help="untimed runs (default 1 on CPU, 5 on CUDA)")
     p.add_argument("--markdown", action="store_true", help="print a Markdown table")
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU threads)")
+    p.add_argument("--flownetc", action="store_true",
+                   help="instead: FlowNetC eval forward, compiled correlation vs reference")
+    p.add_argument("--size", type=int, nargs=2, default=[384, 512], metavar=("H", "W"),
+                   help="image size for --flownetc")
 
 
 # ---- backends -------------------------------------------------------------------------------------
@@ -176,8 +183,50 @@ def table(results: List[Result]) -> str:
     return markdown_table(headers, rows)
 
 
+def run_flownetc(args) -> int:
+    """FlowNetC forward (eval, B=1) on CPU with each correlation backend; prints ms and the speed-up."""
+    from flownet_ros.models import flownet
+    from flownet_ros.ops import correlation, correlation_reference
+    from flownet_ros.ops.correlation import compiled_available
+
+    device = "cuda" if args.device == "cuda" else "cpu"
+    h, w = args.size
+    torch.manual_seed(0)
+    model = flownet.FlowNetC(width=1.0).eval().to(device)
+    img1 = torch.randn(1, 3, h, w, device=device)
+    img2 = torch.randn(1, 3, h, w, device=device)
+    warmup = args.warmup if args.warmup is not None else 1
+    repeat = args.repeat if args.repeat is not None else 5
+    variants = [("reference", correlation_reference)]
+    if compiled_available(device):
+        variants.insert(0, (f"flownet_ros-{device}", correlation))
+    original = flownet.correlation
+    times = {}
+    try:
+        for name, fn in variants:
+            flownet.correlation = fn
+
+            def fwd():
+                with torch.no_grad():
+                    model(img1, img2)
+            times[name] = median(time_ms(fwd, device, warmup, repeat))
+            print(f"FlowNetC {h}x{w} {device} forward with {name} correlation: {times[name]:.1f} ms", flush=True)
+    finally:
+        flownet.correlation = original
+    if len(times) == 2:
+        a, b = list(times.values())
+        print(f"speed-up of the FlowNetC forward from the compiled correlation: {b / a:.2f}x")
+    return 0
+
+
 def run(args) -> int:
     from flownet_ros.ops import correlation_status
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.flownetc:
+        print(f"machine: {machine_description()}")
+        return run_flownetc(args)
 
     devices = ["cpu"] if args.device == "cpu" else ["cuda"] if args.device == "cuda" else (
         ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
