@@ -157,7 +157,7 @@ class FlowNode(Node):
         try:
             self._setup()
         except BaseException:
-            super().destroy_node()  # a half-built node must not stay in the context
+            self.destroy_node()  # a half-built node must not stay in the context (nor its worker run)
             raise
 
     def _setup(self) -> None:
