@@ -1,8 +1,8 @@
 """Flow, colour coding and global motion of consecutive frames (no ROS needed).
 
 With a :class:`~flownet_ros.inference.FlowEstimator` each frame is uploaded to the device once (its
-tensor is kept for the next pair), the colour coding runs on the flow's device and the flow comes to
-the host once per pair. Other backends (``DISEstimator``) work on the host images.
+tensor is kept for the next pair), the colour coding runs on the GPU when the flow is there, and the
+flow comes to the host once per pair. Other backends (``DISEstimator``) work on the host images.
 """
 
 from __future__ import annotations
@@ -80,8 +80,11 @@ class FlowPipeline:
             if old is None:
                 old = to_tensor(prev.image, self.estimator.device)
             flow_t = self.estimator.estimate_tensor(old, cur, "rgb")  # [1,2,H,W] px
-            color = flow_to_color_torch(flow_t, max_flow)[0].cpu().numpy() if s.publish_color else None
-            flow = to_numpy_hwc(flow_t)[0]
+            on_gpu = flow_t.device.type == "cuda"
+            color = flow_to_color_torch(flow_t, max_flow)[0].cpu().numpy() if s.publish_color and on_gpu else None
+            flow = to_numpy_hwc(flow_t)[0]  # the flow's one trip to the host
+            if s.publish_color and not on_gpu:  # on the CPU the numpy colour coding is the faster one
+                color = flow_to_color(flow, max_flow)
         else:
             flow = self.estimator.estimate(prev.image, frame.image, "rgb")
             color = flow_to_color(flow, max_flow) if s.publish_color else None
