@@ -248,3 +248,16 @@ def test_time_limit_stops_with_a_checkpoint(tmp_path, capsys):
     assert "iteration 1 (time limit)" in capsys.readouterr().out
     obj = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
     assert obj["iteration"] == 1 and not (tmp_path / "run" / "final.pt").exists()
+
+
+def test_kaiming_init_keeps_the_correlation_signal():
+    from flownet_ros.models import build_model
+    from flownet_ros.train.trainer import init_weights
+
+    torch.manual_seed(0)
+    model = build_model("flownetc", 0.25)
+    init_weights(model)
+    w = model.conv3_1[0].weight.detach()
+    fan_in = w.shape[1] * w.shape[2] * w.shape[3]
+    assert float(w.std()) == pytest.approx(math.sqrt(2.0 / (1 + 0.01) / fan_in), rel=0.05)
+    assert all(float(p.detach().abs().max()) == 0.0 for n, p in model.named_parameters() if n.endswith("bias"))

@@ -25,6 +25,7 @@ DEFAULTS: Dict[str, Any] = {
         "div_flow": 20.0,
         "normalization": "sample_mean",  # how images are normalised (see ModelSpec)
         "init": "",                  # optional checkpoint to start from (any supported format)
+        "init_scheme": "kaiming",    # from scratch: kaiming (FlowNetPytorch: He-normal, zero bias) | pytorch
     },
     "data": {
         "train": {"type": "procedural", "size": [384, 512], "length": 1000000, "seed": 0},
@@ -141,6 +142,8 @@ def check_config(cfg: Mapping[str, Any]) -> None:
     m, d, o, s, t = cfg["model"], cfg["data"], cfg["optim"], cfg["schedule"], cfg["train"]
     need(m["arch"] in ("flownetc", "flownets"), f"model.arch must be flownetc or flownets, got {m['arch']!r}")
     need(0 < float(m["width"]) <= 4, f"model.width must be in (0, 4], got {m['width']}")
+    need(m["init_scheme"] in ("kaiming", "pytorch"), f"model.init_scheme must be kaiming or pytorch, "
+                                                     f"got {m['init_scheme']!r}")
     need(int(d["batch_size"]) >= 1, f"data.batch_size must be >= 1, got {d['batch_size']}")
     need(int(d["num_workers"]) >= 0, "data.num_workers must be >= 0")
     need(isinstance(d["train"], Mapping) and "type" in d["train"], "data.train needs a 'type'")

@@ -97,6 +97,21 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> List[Dict[str, 
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
+def init_weights(model: torch.nn.Module) -> None:
+    """FlowNetPytorch's initialisation for training from scratch: He-normal conv / deconv weights for
+    LeakyReLU(0.1), zero biases, BatchNorm (1, 0). PyTorch's default init shrinks activations layer by
+    layer, so FlowNetC's correlation of the conv3 features starts ~40x weaker than the redirected
+    image-1 features and training plateaus at the mean flow."""
+    for m in model.modules():
+        if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
+            torch.nn.init.kaiming_normal_(m.weight, a=0.1)
+            if m.bias is not None:
+                torch.nn.init.zeros_(m.bias)
+        elif isinstance(m, torch.nn.BatchNorm2d):
+            torch.nn.init.ones_(m.weight)
+            torch.nn.init.zeros_(m.bias)
+
+
 class StopFlag:
     """SIGINT / SIGTERM request a clean stop (checkpoint, then exit) instead of killing the run."""
 
@@ -178,7 +193,10 @@ class Trainer:
         spec = ModelSpec(arch=m["arch"], width=float(m["width"]), batch_norm=bool(m["batch_norm"]),
                          bias_layout=m["bias_layout"], div_flow=float(m["div_flow"]),
                          normalization=m["normalization"])
-        return spec.build(), spec
+        model = spec.build()
+        if m["init_scheme"] == "kaiming":
+            init_weights(model)
+        return model, spec
 
     @property
     def net(self) -> torch.nn.Module:
