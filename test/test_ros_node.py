@@ -430,3 +430,35 @@ def test_startup_failures_exit_nonzero_with_message(ckpt, tmp_path):
         assert proc.returncode == 2, err[-2000:]
         assert "flownet_node: cannot start" in err and message in err, err[-2000:]
         assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("encoding", ["bayer_rggb8", "yuv422_yuy2", "mono16"])
+def test_camera_encodings_through_the_node(client, nodes, encoding):
+    """Raw camera formats reach the flow network correctly: DIS recovers a 2 px shift from each."""
+    ns, pub = "dis", client.pubs["dis"]
+    rgb = textured(10)
+    start = {"bayer_rggb8": 200, "yuv422_yuy2": 300, "mono16": 400}[encoding]
+
+    def encode(img, t_ns):
+        if encoding == "bayer_rggb8":
+            px = np.zeros(img.shape[:2], np.uint8)
+            px[0::2, 0::2], px[0::2, 1::2] = img[0::2, 0::2, 0], img[0::2, 1::2, 1]
+            px[1::2, 0::2], px[1::2, 1::2] = img[1::2, 0::2, 1], img[1::2, 1::2, 2]
+        elif encoding == "yuv422_yuy2":  # Y0 U Y1 V with neutral chroma: a grey image
+            px = np.full(img.shape[:2] + (2,), 128, np.uint8)
+            px[..., 0] = img[..., 1]
+        else:  # 12-bit grey, big-endian
+            px = (img[..., 1].astype(np.uint16) << 4).astype(">u2")
+        raw = np.ascontiguousarray(px).view(np.uint8).reshape(img.shape[0], -1)
+        m = Image(height=img.shape[0], width=img.shape[1], encoding=encoding, step=raw.shape[1],
+                  is_bigendian=int(encoding == "mono16"))
+        m.data = array.array("B", raw.tobytes())
+        m.header.stamp.sec, m.header.stamp.nanosec = divmod(t_ns, 10**9)
+        m.header.frame_id = FRAME_ID
+        return m
+
+    send_wait(client, ns, pub, encode(rgb, ns_time(start)), expect_output=False)
+    send_wait(client, ns, pub, encode(np.roll(rgb, 2, axis=1), ns_time(start + 1)))
+    flow = image_msg_to_flow(client.got(ns, "flow")[-1])
+    assert np.median(flow[8:-8, 8:-8, 0]) == pytest.approx(2.0, abs=0.3)
+    assert np.median(np.abs(flow[8:-8, 8:-8, 1])) < 0.3
