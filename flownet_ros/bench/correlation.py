@@ -18,7 +18,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 
-from flownet_ros.bench._common import machine_description, markdown_table, median, time_ms
+from flownet_ros.bench._common import CLOCKS, machine_description, markdown_table, median, time_ms
 
 Fn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -56,6 +56,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--markdown", action="store_true", help="print a Markdown table")
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU threads)")
+    p.add_argument("--clock", choices=CLOCKS, default="wall",
+                   help="wall time, or process CPU time (robust to other load when --threads 1)")
     p.add_argument("--flownetc", action="store_true",
                    help="instead: FlowNetC eval forward, compiled correlation vs reference")
     p.add_argument("--size", type=int, nargs=2, default=[384, 512], metavar=("H", "W"),
@@ -125,7 +127,8 @@ def flops_forward(b: int, c: int, h: int, w: int, md: int, s2: int) -> float:
     return 2.0 * b * c * h * w * d * d  # one multiply-add per channel, displacement and pixel
 
 
-def measure(fn: Fn, f1: torch.Tensor, f2: torch.Tensor, warmup: int, repeat: int) -> Tuple[float, float]:
+def measure(fn: Fn, f1: torch.Tensor, f2: torch.Tensor, warmup: int, repeat: int,
+            clock: str = "wall") -> Tuple[float, float]:
     """(forward ms, forward+backward ms), medians."""
     def fwd():
         with torch.no_grad():
@@ -139,7 +142,8 @@ def measure(fn: Fn, f1: torch.Tensor, f2: torch.Tensor, warmup: int, repeat: int
         a.grad = b.grad = None
         fn(a, b).backward(grad)
 
-    return (median(time_ms(fwd, f1.device, warmup, repeat)), median(time_ms(fwdbwd, f1.device, warmup, repeat)))
+    return (median(time_ms(fwd, f1.device, warmup, repeat, clock)),
+            median(time_ms(fwdbwd, f1.device, warmup, repeat, clock)))
 
 
 def run_config(device: str, dtype: torch.dtype, batch: int, args, fns: Dict[str, Fn]) -> List[Result]:
@@ -158,7 +162,7 @@ def run_config(device: str, dtype: torch.dtype, batch: int, args, fns: Dict[str,
         try:
             with torch.no_grad():
                 diff = (fn(f1, f2).double() - ref_out).abs().max().item()
-            fwd_ms, fb_ms = measure(fn, f1, f2, warmup, repeat)
+            fwd_ms, fb_ms = measure(fn, f1, f2, warmup, repeat, args.clock if device == "cpu" else "wall")
         except Exception as exc:
             print(f"  {name} on {device}/{dtype}: failed: {type(exc).__name__}: {str(exc).splitlines()[0]}")
             continue
@@ -209,7 +213,7 @@ def run_flownetc(args) -> int:
             def fwd():
                 with torch.no_grad():
                     model(img1, img2)
-            times[name] = median(time_ms(fwd, device, warmup, repeat))
+            times[name] = median(time_ms(fwd, device, warmup, repeat, args.clock if device == "cpu" else "wall"))
             print(f"FlowNetC {h}x{w} {device} forward with {name} correlation: {times[name]:.1f} ms", flush=True)
     finally:
         flownet.correlation = original
@@ -235,6 +239,7 @@ def run(args) -> int:
         return 2
     print(f"machine: {machine_description()}")
     print(f"extension: {correlation_status()}")
+    print(f"clock: {args.clock} (CPU rows), medians of {args.repeat or 'default'} runs")
     print(f"f1, f2 = [B, {args.channels}, {args.height}, {args.width}], max_displacement {args.max_displacement}, "
           f"stride2 {args.stride2}, 1x1 patch; forward {flops_forward(1, args.channels, args.height, args.width, args.max_displacement, args.stride2) / 1e9:.3f} GFLOP per batch item")
     results: List[Result] = []
