@@ -16,6 +16,7 @@ missing, unexpected or mis-shaped key raises :class:`CheckpointError` naming the
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -85,8 +86,18 @@ def _read(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for truncated / foreign files
-        raise CheckpointError(f"checkpoint {path}: not a readable PyTorch checkpoint "
-                              f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from exc
+        raise CheckpointError(f"checkpoint {path}: not a readable PyTorch checkpoint ({_load_error(exc)})") from exc
+
+
+def _load_error(exc: Exception) -> str:
+    """One short line for torch.load's (often multi-paragraph) error."""
+    text = str(exc)
+    unsafe = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+    if unsafe:
+        return (f"it pickles the Python object {unsafe.group(1)}, which weights_only=True refuses; "
+                f"save a plain state_dict instead")
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    return f"{type(exc).__name__}: {first[:200]}"
 
 
 def _strip_prefix(path: Path, sd: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
