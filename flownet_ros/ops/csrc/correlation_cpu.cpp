@@ -373,6 +373,8 @@ int64_t parallel_threads_used(int64_t n) {
 }  // namespace flownet_corr
 
 TORCH_LIBRARY(flownet_ros, m) {
+  // Fake (meta) kernels and autograd are registered from Python; this tells PyTorch where.
+  m.set_python_module("flownet_ros.ops._registration");
   m.def("correlation(Tensor f1, Tensor f2, int max_displacement, int stride2, int kernel_size, int stride1)"
         " -> Tensor");
   m.def("correlation_backward(Tensor grad_output, Tensor f1, Tensor f2, int max_displacement, int stride2,"
