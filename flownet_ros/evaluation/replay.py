@@ -374,7 +374,9 @@ def _replay(opts: ReplayOptions, bag: BagReader, topic: str, msgtype: str, n_fra
                 if i == 0:
                     time.sleep(0.5)  # the node keeps frame 0 as the previous frame; no output expected
                     continue
-                if recorder.wait_flow(frame.stamp_ns, opts.timeout):
+                # the first output may include one-time warm-up (extension load, cuDNN autotuning)
+                wait_s = opts.timeout if recorder.flow_wall_ns else max(opts.timeout, opts.startup_timeout)
+                if recorder.wait_flow(frame.stamp_ns, wait_s):
                     consecutive_missing = 0
                 else:
                     missing.append(frame.stamp_ns)
