@@ -53,9 +53,11 @@ def build_augmentor(section: Optional[Mapping[str, Any]]):
 
 
 def describe_dataset(section: Mapping[str, Any]) -> str:
-    """One-line description for checkpoint metadata, e.g. ``procedural(size=[384, 512], seed=0)``."""
+    """One-line description of a dataset / augmentation section for checkpoint metadata,
+    e.g. ``procedural(size=[384, 512], seed=0)``."""
     if not section:
         return "none"
-    kind = section.get("type", "augment")
     args = ", ".join(f"{k}={v}" for k, v in section.items() if k != "type")
-    return f"{kind}({args})"
+    if "type" not in section:  # an augmentation section
+        return f"Augmentor({args}; paper defaults for the rest)"
+    return f"{section['type']}({args})"

@@ -300,7 +300,9 @@ class Trainer:
                                                  align_corners=False) * self.spec.div_flow
             err = torch.linalg.vector_norm(up - flow, dim=1)
             epe = float(err[valid].mean()) if bool(valid.any()) else 0.0
-        stats = {"loss": float(out.total.detach()), "epe": epe, "lr": lr, "grad_norm": float(gnorm)}
+            zero = float(torch.linalg.vector_norm(flow, dim=1)[valid].mean()) if bool(valid.any()) else 0.0
+        stats = {"loss": float(out.total.detach()), "epe": epe, "zero_flow_epe": zero, "lr": lr,
+                 "grad_norm": float(gnorm)}
         stats.update({f"loss_{k}": v for k, v in out.per_scale.items()})
         stats.update({f"epe_{k}": v for k, v in out.epe_px.items()})
         return stats
@@ -345,6 +347,7 @@ class Trainer:
             elif k.startswith("epe_"):
                 w.add_scalar(f"epe_scale/{k[4:]}", v, step)
         w.add_scalar("train/epe", stats["epe"], step)
+        w.add_scalar("train/zero_flow_epe", stats["zero_flow_epe"], step)  # the batch's |gt|: plateau check
         w.add_scalar("train/lr", stats["lr"], step)
         w.add_scalar("train/grad_norm", stats["grad_norm"], step)
         w.add_scalar("train/it_per_s", it_per_s, step)
@@ -422,8 +425,9 @@ class Trainer:
                         bar.set_postfix(loss=f"{stats['loss']:.3f}", epe=f"{stats['epe']:.2f}",
                                         lr=f"{stats['lr']:.1e}", refresh=False)
                     if env.is_main:
-                        log.info("it %d loss %.4f epe %.3f lr %.2e grad %.2f %.2f it/s", self.iteration,
-                                 stats["loss"], stats["epe"], stats["lr"], stats["grad_norm"], rate)
+                        log.info("it %d loss %.4f epe %.3f (zero flow %.3f) lr %.2e grad %.2f %.2f it/s",
+                                 self.iteration, stats["loss"], stats["epe"], stats["zero_flow_epe"], stats["lr"],
+                                 stats["grad_norm"], rate)
                 if self.val_set is not None and val_every and self.iteration % val_every == 0:
                     val = self.validate()
                     if env.is_main:
