@@ -20,7 +20,10 @@ namespace {
 
 // Hot loops are compiled for several instruction sets and chosen at load time (GCC/Clang on x86-64
 // Linux), so the cached build never uses instructions the CPU lacks.
-#if defined(__x86_64__) && defined(__linux__) && (defined(__GNUC__) || defined(__clang__))
+// x86-64-v3 = AVX2 + FMA (GCC >= 12); older compilers get a plain AVX2 clone.
+#if defined(__x86_64__) && defined(__linux__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12
+#define CORR_MULTIVERSION __attribute__((target_clones("avx512f", "arch=x86-64-v3", "default")))
+#elif defined(__x86_64__) && defined(__linux__) && (defined(__GNUC__) || defined(__clang__))
 #define CORR_MULTIVERSION __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define CORR_MULTIVERSION
