@@ -434,7 +434,9 @@ def markdown(report: Dict[str, Any]) -> str:
               "Photometric error: mean |older frame - newer frame warped back by the flow| (0..255) over "
               "pixels that stay in the image; zero flow = the same without motion compensation. "
               + ("Accuracy rows average over the pairs the node produced a flow for; every column is scored "
-                 "on the pair the node used." if report["mode"] == "ros" else ""), ""]
+                 "on the pair the node used." if report["mode"] == "ros" else "")
+              + (" Baseline latency = its compute time per pair (no transport)." if report.get("baseline") else ""),
+              ""]
     plots = report.get("plots", {})
     for key, title in (("latency", "Latency"), ("accuracy", "Accuracy over time"), ("strip", "Frames")):
         if key in plots:
