@@ -239,8 +239,15 @@ def test_env_var_forces_reference():
 
 
 def test_failed_build_falls_back_with_one_warning(tmp_path):
-    # A fresh build folder and a compiler that always fails: the op must still work, on the reference,
-    # after exactly one warning that says why.
+    # A fresh build folder and a compiler whose every compilation fails (a real compiler fed an #error
+    # header): the op must still work, on the reference, after exactly one warning that says why.
+    import shutil
+
+    (tmp_path / "broken.h").write_text('#error "simulated compiler failure"\n')
+    cxx = tmp_path / "cxx.sh"
+    real = shutil.which(os.environ.get("CXX", "c++")) or shutil.which("g++")
+    cxx.write_text(f'#!/bin/sh\nexec {real} -include {tmp_path / "broken.h"} "$@"\n')
+    cxx.chmod(0o755)
     res = _run_python("""
         import warnings, torch
         warnings.simplefilter("always")
@@ -254,12 +261,12 @@ def test_failed_build_falls_back_with_one_warning(tmp_path):
         print(correlation_backend())
         print(len(msgs))
         print(msgs[0] if msgs else "")
-        """, FLOWNET_ROS_BUILD_DIR=str(tmp_path), CXX="false", FLOWNET_ROS_CORRELATION_BACKEND="auto")
+        """, FLOWNET_ROS_BUILD_DIR=str(tmp_path / "build"), CXX=str(cxx), FLOWNET_ROS_CORRELATION_BACKEND="auto")
     assert res.returncode == 0, res.stderr
     backend, count, message = res.stdout.strip().splitlines()[:3]
     assert backend == "reference"
     assert count == "1"
-    assert "could not be built" in message or "unavailable" in message
+    assert "unavailable" in message and "simulated compiler failure" in message  # says why
     assert "flownet_ros.ops.build --verbose" in message
 
 

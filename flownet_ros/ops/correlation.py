@@ -99,13 +99,20 @@ _STATE: Optional[_State] = None
 _LOCK = threading.Lock()
 
 
-def _short_error(exc: BaseException, limit: int = 6) -> str:
-    """First line plus the last compiler 'error' lines of an exception, for a one-warning summary."""
+def _short_error(exc: BaseException, limit: int = 3) -> str:
+    """A short reason for one warning: the exception's first line (without the compiler command) plus the
+    last few compiler ``error:`` lines."""
     text = str(exc).strip() or type(exc).__name__
-    lines = [ln for ln in text.splitlines() if ln.strip()]
-    errors = [ln.strip() for ln in lines if "error" in ln.lower()][-limit:]
-    head = lines[0].strip() if lines else text
-    return head if not errors or errors == [head] else head + " | " + " | ".join(errors)
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    head = lines[0].split(": [1/")[0] if lines else text
+    head = head if len(head) <= 160 else head[:157] + "..."
+    errors = []
+    for ln in lines[1:]:
+        if "error:" in ln.lower() and ln not in errors:
+            errors.append(ln if len(ln) <= 200 else ln[:197] + "...")
+    if not errors and len(lines) > 1:
+        errors = [lines[-1][:200]]
+    return "; ".join([head] + errors[-limit:])
 
 
 def _register_python_parts() -> None:
