@@ -37,9 +37,14 @@ def test_two_process_gloo_run_agrees_with_itself_and_with_one_process(tmp_path, 
     assert len(digests) == 2 and digests[0] == digests[1]
     assert ddp["spec"]["training"]["world_size"] == 2 and ddp["iteration"] == 4
 
-    # same global batch in one process: the same samples and (up to float rounding) the same update
+    # same global batch in one process: the same samples, so (up to float rounding, which Adam can
+    # amplify for near-zero gradients) the same updates; wrong sharding would differ by ~100 %
     one = run([*train, "--set", f"train.out_dir={tmp_path / 'single'}"], repo)
     assert one.returncode == 0, one.stderr[-3000:]
-    single = torch.load(tmp_path / "single" / "final.pt", weights_only=True)
-    for k, v in single["state_dict"].items():
-        assert torch.allclose(v, ddp["state_dict"][k], rtol=1e-3, atol=1e-5), k
+    init = run([*train, "--set", f"train.out_dir={tmp_path / 'init'}", "--stop-at", "0"], repo)
+    assert init.returncode == 0, init.stderr[-3000:]
+    single = torch.load(tmp_path / "single" / "final.pt", weights_only=True)["state_dict"]
+    start = torch.load(tmp_path / "init" / "checkpoint.pt", weights_only=True)["state_dict"]
+    update = sum(float((single[k] - start[k]).abs().sum()) for k in single)
+    diff = sum(float((single[k] - ddp["state_dict"][k]).abs().sum()) for k in single)
+    assert update > 0 and diff < 0.01 * update, (diff, update)
