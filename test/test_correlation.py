@@ -315,3 +315,33 @@ def test_cuda_kernels_compile_with_nvcc(tmp_path):
                           "-o", str(tmp_path / "kernels.o")], capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     assert (tmp_path / "kernels.o").stat().st_size > 0
+
+
+def test_stale_build_lock_does_not_hang(cpu_op, tmp_path):
+    # A build killed mid-way leaves cpp_extension's 'lock' file behind; loading must not wait on it forever.
+    import shutil
+
+    from flownet_ros.ops import build
+
+    name = build.extension_name(False)
+    shutil.copytree(build.cache_root() / name, tmp_path / name)
+    (tmp_path / name / "lock").touch()
+    res = _run_python("""
+        from flownet_ros.ops import correlation_backend
+        print(correlation_backend())
+        """, FLOWNET_ROS_BUILD_DIR=str(tmp_path), FLOWNET_ROS_CORRELATION_BACKEND="cpu-compiled")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "cpu-compiled"
+    assert not (tmp_path / name / "lock").exists()
+
+
+def test_torch_export_keeps_the_op(cpu_op):
+    class Corr(torch.nn.Module):
+        def forward(self, a, b):
+            return torch.nn.functional.leaky_relu(correlation(a, b, 4, 2), 0.1)
+
+    a, b = rand_pair((1, 8, 10, 12), torch.float32)
+    ep = torch.export.export(Corr(), (a, b))
+    targets = [n.target for n in ep.graph.nodes if n.op == "call_function"]
+    assert torch.ops.flownet_ros.correlation.default in targets
+    torch.testing.assert_close(ep.module()(a, b), Corr()(a, b))

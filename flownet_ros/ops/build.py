@@ -14,6 +14,7 @@ falls back to the pure-PyTorch reference), unless ``--require`` is given.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import sys
@@ -64,6 +65,29 @@ def _openmp_flags() -> List[str]:
     return ["-fopenmp"]
 
 
+@contextlib.contextmanager
+def _build_lock(build_dir: Path):
+    """Exclusive OS lock on the build folder (released by the kernel if the process dies).
+
+    cpp_extension's own lock is a plain file that a killed build leaves behind, after which every later
+    load waits forever; holding this lock proves no build is running, so such a file is stale.
+    """
+    try:
+        import fcntl
+    except ImportError:  # Windows: rely on cpp_extension's lock alone
+        yield
+        return
+    with open(build_dir / ".flownet_ros_build.lock", "w", encoding="utf-8") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            stale = build_dir / "lock"
+            if stale.exists():
+                stale.unlink()
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def load_extension(with_cuda: bool, verbose: bool = False) -> str:
     """Compile (or reuse the cached build of) the extension and load it into this process.
 
@@ -86,18 +110,19 @@ def load_extension(with_cuda: bool, verbose: bool = False) -> str:
     # load() hashes sources and flags, not included headers: add them to the flags via a digest so a
     # header edit rebuilds too.
     cflags.append(f"-DFLOWNET_ROS_HEADERS={_headers_digest()}")
-    path = cpp_extension.load(
-        name=name,
-        sources=sources,
-        extra_cflags=cflags,
-        extra_cuda_cflags=cuda_flags or None,
-        extra_ldflags=_openmp_flags(),
-        extra_include_paths=[str(CSRC)],
-        build_directory=str(build_dir),
-        with_cuda=with_cuda,
-        is_python_module=False,
-        verbose=verbose,
-    )
+    with _build_lock(build_dir):
+        path = cpp_extension.load(
+            name=name,
+            sources=sources,
+            extra_cflags=cflags,
+            extra_cuda_cflags=cuda_flags or None,
+            extra_ldflags=_openmp_flags(),
+            extra_include_paths=[str(CSRC)],
+            build_directory=str(build_dir),
+            with_cuda=with_cuda,
+            is_python_module=False,
+            verbose=verbose,
+        )
     return str(path) if path else str(build_dir / f"{name}{sysconfig.get_config_var('SHLIB_SUFFIX') or '.so'}")
 
 
