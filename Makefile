@@ -2,13 +2,14 @@
 #   make setup   create .venv, install pinned dependencies, build the correlation extension
 #   make test    setup + the test suite
 #   make demo    setup + the main job on the embedded default
+#   make gpu-check  on a CUDA machine: build, CUDA tests and benchmarks (scripts/gpu_check.sh)
 PYTHON ?= python3
 VENV   := .venv
 VPY    := $(VENV)/bin/python
 STAMP  := $(VENV)/.setup-stamp
 PYTEST_ARGS ?=
 
-.PHONY: setup test demo build-ext clean
+.PHONY: setup test demo build-ext gpu-check clean
 
 setup: $(STAMP) build-ext
 
@@ -24,6 +25,9 @@ test: setup
 
 demo: setup
 	$(VPY) -m flownet_ros.demo $(if $(BAG),--bag $(BAG)) $(if $(TOPIC),--topic $(TOPIC)) $(if $(RATE),--rate $(RATE))
+
+gpu-check: setup
+	bash scripts/gpu_check.sh
 
 clean:
 	rm -rf $(VENV) build install log .pytest_cache
