@@ -33,6 +33,7 @@ def test_network_size_rounds_to_multiples_of_64():
     assert network_size(480, 640) == (512, 640)
     assert network_size(100, 150) == (128, 128)
     assert network_size(20, 20) == (64, 64)
+    assert network_size(416, 416) == (448, 448)  # 6.5 rounds up (not half-to-even)
     assert network_size(480, 640, (384, 512)) == (384, 512)
     assert network_size(480, 640, (0, 0)) == (512, 640)
 

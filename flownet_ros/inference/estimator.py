@@ -55,7 +55,8 @@ class FlowEstimator:
     @classmethod
     def from_checkpoint(cls, path: Optional[str] = None, **kwargs) -> "FlowEstimator":
         """Load ``path`` (any supported format); ``None`` or ``''`` = the shipped default model."""
-        path = path or str(default_checkpoint_path(prefer_cuda=torch.cuda.is_available()))
+        device = resolve_device(kwargs.get("device", "auto"))
+        path = path or str(default_checkpoint_path(prefer_cuda=device.type == "cuda"))
         model, spec = load_checkpoint(path)
         return cls(model.float(), spec, checkpoint=str(path), **kwargs)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Tuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -22,6 +23,6 @@ def resize_flow(flow: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
     return out * scale
 
 
-def to_numpy_hwc(flow: torch.Tensor) -> torch.Tensor:
+def to_numpy_hwc(flow: torch.Tensor) -> np.ndarray:
     """[B,2,H,W] -> numpy [B,H,W,2] float32 (contiguous)."""
     return flow.permute(0, 2, 3, 1).float().contiguous().cpu().numpy()

@@ -35,8 +35,8 @@ def network_size(height: int, width: int, inference_size: Optional[Sequence[int]
     input size rounded to the nearest multiple of 64 (at least 64)."""
     if inference_size is not None and len(inference_size) == 2 and all(int(s) > 0 for s in inference_size):
         height, width = int(inference_size[0]), int(inference_size[1])
-    return (max(multiple, int(round(height / multiple)) * multiple),
-            max(multiple, int(round(width / multiple)) * multiple))
+    return (max(multiple, int(height / multiple + 0.5) * multiple),   # half rounds up, not to even
+            max(multiple, int(width / multiple + 0.5) * multiple))
 
 
 def to_tensor(imgs: np.ndarray, device: torch.device) -> torch.Tensor:

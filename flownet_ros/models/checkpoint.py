@@ -25,6 +25,7 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 import torch
 
 from flownet_ros.models.flownet import FlowNetBase, build_model
+from flownet_ros.paths import data_dirs
 
 OWN_FORMAT = "flownet_ros"
 OWN_VERSION = 1
@@ -229,17 +230,9 @@ DEFAULT_MODEL_CUDA = "flownetc_cuda.pt"
 
 
 def models_dirs():
-    """Where shipped models live: $FLOWNET_ROS_MODELS, the installed share/ dir, the source tree."""
-    dirs = []
-    if os.environ.get("FLOWNET_ROS_MODELS"):
-        dirs.append(Path(os.environ["FLOWNET_ROS_MODELS"]))
-    try:
-        from ament_index_python.packages import get_package_share_directory
-        dirs.append(Path(get_package_share_directory("flownet_ros")) / "models")
-    except Exception:  # not installed with colcon, or no ament_index: use the source tree
-        pass
-    dirs.append(Path(__file__).resolve().parents[2] / "models")
-    return dirs
+    """Where shipped models live: $FLOWNET_ROS_MODELS, then models/ of the installed share/ dir or the source tree."""
+    dirs = [Path(os.environ["FLOWNET_ROS_MODELS"])] if os.environ.get("FLOWNET_ROS_MODELS") else []
+    return dirs + [d / "models" for d in data_dirs()]
 
 
 def default_checkpoint_path(prefer_cuda: bool = False) -> Path:

@@ -16,8 +16,9 @@ import sys
 import time
 from pathlib import Path
 
+from flownet_ros.paths import find_data_file
+
 TOPIC = "/flownet_dds_check/image"
-DEFAULT_PROFILE = Path(__file__).resolve().parents[2] / "config" / "fastdds.xml"
 PROFILE_VARS = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
 
 
@@ -75,8 +76,13 @@ def measure(profile: str, count: int, width: int, height: int, rate: float) -> i
                            stdout=subprocess.PIPE, text=True)
     pub = subprocess.Popen(me + ["--role", "pub", "--count", str(count), "--width", str(width), "--height",
                                  str(height), "--rate", str(rate)], env=env)
-    pub.wait()
-    out, _ = sub.communicate()
+    try:
+        pub.wait(timeout=duration + 60.0)
+        out, _ = sub.communicate(timeout=duration + 60.0)
+    finally:
+        for proc in (pub, sub):
+            if proc.poll() is None:
+                proc.kill()
     for line in out.splitlines():
         if line.startswith("received "):
             return int(line.split()[1])
@@ -102,7 +108,12 @@ def main(argv=None) -> int:
         return 0
     settings = [("Fast DDS defaults", "")] if a.profile in (None, "none") else []
     if a.profile != "none":
-        settings.append((f"profile {a.profile or DEFAULT_PROFILE}", str(a.profile or DEFAULT_PROFILE)))
+        profile = a.profile or find_data_file("config", "fastdds.xml")
+        if profile is None or not Path(profile).is_file():
+            # Fast DDS silently ignores a missing profile file: the numbers would be the defaults'.
+            print(f"dds_check: Fast DDS profile {profile or 'config/fastdds.xml'} not found", file=sys.stderr)
+            return 2
+        settings.append((f"profile {profile}", str(profile)))
     for name, profile in settings:
         got = measure(profile, a.count, a.width, a.height, a.rate)
         print(f"{name}: {got} of {a.count} best-effort {a.width}x{a.height} rgb8 images delivered", flush=True)

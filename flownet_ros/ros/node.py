@@ -349,7 +349,8 @@ def main(args=None) -> int:
     rclpy.init(args=args)
     try:
         node = FlowNode()
-    except (CheckpointError, ValueError, ParameterException) as exc:
+    except (CheckpointError, ValueError, ParameterException, RuntimeError, OSError) as exc:
+        # RuntimeError/OSError: e.g. an invalid CUDA ordinal or out of GPU memory while moving the model.
         msg = f"flownet_node: cannot start: {exc}"
         if isinstance(exc, InvalidParameterTypeException):
             msg += " (write floating-point parameters with a decimal point, e.g. 2.0)"

@@ -85,7 +85,9 @@ class Worker(threading.Thread):
             finally:
                 self.busy = False
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def stop(self, timeout: Optional[float] = None) -> None:
+        """Close the queue and wait for the frame in progress (default: however long it takes, so the
+        worker never publishes on a node that is being destroyed)."""
         self.queue.close()
         if self.is_alive() and threading.current_thread() is not self:
             self.join(timeout)
