@@ -108,9 +108,17 @@ class FlowNetBase(nn.Module):
         self.w = Widths.of(width)
         self.bias = BiasLayout.of(bias_layout, self.arch)
 
-    def add_decoder(self, c6: int, c5: int, c4: int, c3: int, c2: int) -> None:
-        """Refinement layers, registered at top level so the public checkpoint keys match."""
-        w, bias = self.w, self.bias
+    def add_encoder_tail_and_decoder(self) -> None:
+        """conv4 .. conv6_1 (shared by FlowNetS and FlowNetC) and the refinement layers, registered at
+        top level so the public checkpoint keys match."""
+        w, bn, bias = self.w, self.batch_norm, self.bias
+        self.conv4 = conv(w.c3, w.c4, 3, 2, bn)
+        self.conv4_1 = conv(w.c4, w.c4, 3, 1, bn)
+        self.conv5 = conv(w.c4, w.c5, 3, 2, bn)
+        self.conv5_1 = conv(w.c5, w.c5, 3, 1, bn)
+        self.conv6 = conv(w.c5, w.c6, 3, 2, bn)
+        self.conv6_1 = conv(w.c6, w.c6, 3, 1, bn)
+        c6, c5, c4, c3, c2 = w.c6, w.c5, w.c4, w.c3, w.c2
         self.deconv5 = deconv(c6, w.d5, bias.deconv)
         self.deconv4 = deconv(c5 + w.d5 + 2, w.d4, bias.deconv)
         self.deconv3 = deconv(c4 + w.d4 + 2, w.d3, bias.deconv)
@@ -124,6 +132,12 @@ class FlowNetBase(nn.Module):
         self.upsampled_flow5_to_4 = upsample_flow(bias.upsample)
         self.upsampled_flow4_to_3 = upsample_flow(bias.upsample)
         self.upsampled_flow3_to_2 = upsample_flow(bias.upsample)
+
+    def encode_tail(self, x3: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """conv3_1 features [B,c3,H/8,W/8] -> conv4_1, conv5_1, conv6_1 at H/16, H/32, H/64."""
+        x4 = self.conv4_1(self.conv4(x3))
+        x5 = self.conv5_1(self.conv5(x4))
+        return x4, x5, self.conv6_1(self.conv6(x5))
 
     def decode(self, x2, x3, x4, x5, x6) -> Tuple[torch.Tensor, ...]:
         """Skip features at H/4 .. H/64 -> (flow2, flow3, flow4, flow5, flow6), each [B,2,h,w]."""
@@ -174,13 +188,7 @@ class FlowNetC(FlowNetBase):
         self.conv_redir = conv(w.c3, w.redir, 1, 1, bn)
         self.corr_activation = nn.LeakyReLU(0.1, inplace=True)
         self.conv3_1 = conv(w.redir + 441, w.c3, 3, 1, bn)
-        self.conv4 = conv(w.c3, w.c4, 3, 2, bn)
-        self.conv4_1 = conv(w.c4, w.c4, 3, 1, bn)
-        self.conv5 = conv(w.c4, w.c5, 3, 2, bn)
-        self.conv5_1 = conv(w.c5, w.c5, 3, 1, bn)
-        self.conv6 = conv(w.c5, w.c6, 3, 2, bn)
-        self.conv6_1 = conv(w.c6, w.c6, 3, 1, bn)
-        self.add_decoder(w.c6, w.c5, w.c4, w.c3, w.c2)
+        self.add_encoder_tail_and_decoder()
 
     def features(self, img1, img2):
         """Returns skip features (conv2a, conv3_1, conv4_1, conv5_1, conv6_1)."""
@@ -192,9 +200,7 @@ class FlowNetC(FlowNetBase):
         corr = self.corr_activation(correlation(c3a, c3b, max_displacement=20, stride2=2,
                                                 kernel_size=1, stride1=1))
         x3 = self.conv3_1(torch.cat((self.conv_redir(c3a), corr), 1))
-        x4 = self.conv4_1(self.conv4(x3))
-        x5 = self.conv5_1(self.conv5(x4))
-        x6 = self.conv6_1(self.conv6(x5))
+        x4, x5, x6 = self.encode_tail(x3)
         return c2a, x3, x4, x5, x6
 
 
@@ -211,20 +217,12 @@ class FlowNetS(FlowNetBase):
         self.conv2 = conv(w.c1, w.c2, 5, 2, bn)
         self.conv3 = conv(w.c2, w.c3, 5, 2, bn)
         self.conv3_1 = conv(w.c3, w.c3, 3, 1, bn)
-        self.conv4 = conv(w.c3, w.c4, 3, 2, bn)
-        self.conv4_1 = conv(w.c4, w.c4, 3, 1, bn)
-        self.conv5 = conv(w.c4, w.c5, 3, 2, bn)
-        self.conv5_1 = conv(w.c5, w.c5, 3, 1, bn)
-        self.conv6 = conv(w.c5, w.c6, 3, 2, bn)
-        self.conv6_1 = conv(w.c6, w.c6, 3, 1, bn)
-        self.add_decoder(w.c6, w.c5, w.c4, w.c3, w.c2)
+        self.add_encoder_tail_and_decoder()
 
     def features(self, img1, img2):
         c2 = self.conv2(self.conv1(torch.cat((img1, img2), 1)))
         x3 = self.conv3_1(self.conv3(c2))
-        x4 = self.conv4_1(self.conv4(x3))
-        x5 = self.conv5_1(self.conv5(x4))
-        x6 = self.conv6_1(self.conv6(x5))
+        x4, x5, x6 = self.encode_tail(x3)
         return c2, x3, x4, x5, x6
 
 
