@@ -54,7 +54,7 @@ class ProceduralConfig:
             raise ValueError(f"object_size must be 0 < lo <= hi, got {self.object_size}")
 
 
-def _motion(angle: float, scale: float, tx: float, ty: float, cx: float, cy: float) -> np.ndarray:
+def similarity_matrix(angle: float, scale: float, tx: float, ty: float, cx: float, cy: float) -> np.ndarray:
     """3x3 affine: rotate by ``angle`` (rad) and scale about (cx, cy), then translate by (tx, ty)."""
     c, s = scale * np.cos(angle), scale * np.sin(angle)
     return np.array([[c, -s, cx - c * cx + s * cy + tx],
@@ -70,7 +70,7 @@ def _sample_translation(rng: np.random.Generator, mean: float, tail_prob: float)
     return mag * np.cos(ang), mag * np.sin(ang)
 
 
-def _object_mask(rng: np.random.Generator, size: int) -> np.ndarray:
+def object_mask(rng: np.random.Generator, size: int) -> np.ndarray:
     """uint8 [size,size] mask (255 inside) of a random shape centred in the square."""
     m = np.zeros((size, size), np.uint8)
     c = size / 2.0
@@ -103,7 +103,7 @@ def _object_mask(rng: np.random.Generator, size: int) -> np.ndarray:
     return m
 
 
-class _Layer:
+class Layer:
     """A texture (uint8 RGBA, or RGB for the opaque background) with its texture -> image affines
     for frame 1 (``a1``) and frame 2 (``a2 = motion @ a1``), all 3x3."""
 
@@ -124,8 +124,8 @@ class _Layer:
         return x0, y0, x1, y1
 
 
-def _render(bg: _Layer, objects: Sequence[_Layer], frame: int, h: int, w: int
-            ) -> Tuple[np.ndarray, np.ndarray, list]:
+def render_layers(bg: Layer, objects: Sequence[Layer], frame: int, h: int, w: int
+                  ) -> Tuple[np.ndarray, np.ndarray, list]:
     """Composite one frame back to front -> (uint8 [h,w,3] image, uint8 [h,w] front layer id
     (0 = background, k = k-th object, where its alpha >= 0.5), per-object ROI or None)."""
     a = bg.a1 if frame == 1 else bg.a2
@@ -153,7 +153,7 @@ def _render(bg: _Layer, objects: Sequence[_Layer], frame: int, h: int, w: int
     return img, ids, rois
 
 
-def _affine_flow(motion: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+def affine_flow(motion: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     """Flow (u, v) of the 3x3 ``motion`` at pixel rows ``ys`` [h,1] and columns ``xs`` [1,w]."""
     m = motion.astype(np.float32)
     u = (m[0, 0] - np.float32(1)) * xs + (m[0, 1] * ys + m[0, 2])
@@ -177,12 +177,12 @@ def render_pair(rng_or_seed: Union[np.random.Generator, int, Sequence[int]], siz
     # background: texture of the image size; frame 1 sees it with a random sub-pixel offset so both
     # frames are equally interpolated; reflection padding supplies texture beyond the borders
     bg_rgb = random_texture(rng, h, w, probs=BACKGROUND_PROBS)
-    a1 = _motion(0.0, 1.0, *rng.uniform(-0.5, 0.5, 2), 0.0, 0.0)
+    a1 = similarity_matrix(0.0, 1.0, *rng.uniform(-0.5, 0.5, 2), 0.0, 0.0)
     tx, ty = _sample_translation(rng, cfg.bg_translation * px, cfg.large_motion_prob)
     centre = (rng.uniform(0.2, 0.8) * w, rng.uniform(0.2, 0.8) * h)
-    bg_motion = _motion(np.radians(rng.normal(0, cfg.bg_rotation_deg)),
+    bg_motion = similarity_matrix(np.radians(rng.normal(0, cfg.bg_rotation_deg)),
                         float(np.exp(rng.normal(0, cfg.bg_log_scale))), tx, ty, *centre)
-    bg = _Layer(bg_rgb, a1, bg_motion)
+    bg = Layer(bg_rgb, a1, bg_motion)
 
     objects = []
     n_obj = int(rng.integers(cfg.min_objects, cfg.max_objects + 1))
@@ -190,24 +190,24 @@ def render_pair(rng_or_seed: Union[np.random.Generator, int, Sequence[int]], siz
     for _ in range(n_obj):
         d = max(6, int(rng.uniform(*cfg.object_size) * side))
         rgb = random_texture(rng, d, d)
-        rgba = np.dstack([rgb, _object_mask(rng, d)])
+        rgba = np.dstack([rgb, object_mask(rng, d)])
         cx, cy = rng.uniform(-0.05, 1.05) * w, rng.uniform(-0.05, 1.05) * h
-        place = _motion(rng.uniform(0, 2 * np.pi), 1.0, cx - d / 2.0, cy - d / 2.0, d / 2.0, d / 2.0)
+        place = similarity_matrix(rng.uniform(0, 2 * np.pi), 1.0, cx - d / 2.0, cy - d / 2.0, d / 2.0, d / 2.0)
         # objects move with part of the camera (background) motion plus their own
         otx, oty = _sample_translation(rng, cfg.obj_translation * px, cfg.large_motion_prob)
         follow = rng.uniform(0, 1)
-        own = _motion(np.radians(rng.normal(0, cfg.obj_rotation_deg)),
+        own = similarity_matrix(np.radians(rng.normal(0, cfg.obj_rotation_deg)),
                       float(np.exp(rng.normal(0, cfg.obj_log_scale))), otx, oty, cx, cy)
-        shared = _motion(0.0, 1.0, follow * tx, follow * ty, 0.0, 0.0)
-        objects.append(_Layer(rgba, place, shared @ own))
+        shared = similarity_matrix(0.0, 1.0, follow * tx, follow * ty, 0.0, 0.0)
+        objects.append(Layer(rgba, place, shared @ own))
 
-    img1, ids1, rois1 = _render(bg, objects, 1, h, w)
-    img2, ids2, _ = _render(bg, objects, 2, h, w)
+    img1, ids1, rois1 = render_layers(bg, objects, 1, h, w)
+    img2, ids2, _ = render_layers(bg, objects, 2, h, w)
 
     xs = np.arange(w, dtype=np.float32)[None, :]
     ys = np.arange(h, dtype=np.float32)[:, None]
     flow = np.empty((h, w, 2), np.float32)
-    flow[:, :, 0], flow[:, :, 1] = _affine_flow(bg.motion, xs, ys)
+    flow[:, :, 0], flow[:, :, 1] = affine_flow(bg.motion, xs, ys)
     for k, (obj, box) in enumerate(zip(objects, rois1), start=1):
         if box is None:
             continue
@@ -215,7 +215,7 @@ def render_pair(rng_or_seed: Union[np.random.Generator, int, Sequence[int]], siz
         sel = ids1[y0:y1, x0:x1] == k
         if not sel.any():
             continue
-        ou, ov = _affine_flow(obj.motion, xs[:, x0:x1], ys[y0:y1])
+        ou, ov = affine_flow(obj.motion, xs[:, x0:x1], ys[y0:y1])
         region = flow[y0:y1, x0:x1]
         region[:, :, 0][sel] = ou[sel]
         region[:, :, 1][sel] = ov[sel]

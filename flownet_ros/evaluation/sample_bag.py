@@ -27,7 +27,7 @@ from typing import Iterator, List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
-from flownet_ros.data.procedural import _affine_flow, _Layer, _motion, _object_mask, _render
+from flownet_ros.data.procedural import Layer, affine_flow, object_mask, render_layers, similarity_matrix
 from flownet_ros.data.textures import random_texture
 from flownet_ros.evaluation import workspace
 from flownet_ros.evaluation.bagio import IMAGE, BagWriter, flow_message, rgb_message
@@ -60,7 +60,8 @@ class _Track:
         pos = self.centre + self.velocity * t + self.wobble * np.sin(2 * np.pi * self.wobble_hz * t + self.phase)
         scale = float(np.exp(self.log_scale_amp * np.sin(2 * np.pi * self.scale_hz * t + self.phase)))
         # rotate/scale about the texture centre, then move that centre to ``pos``
-        return _motion(self.angle + self.spin * t, scale, pos[0] - tw / 2.0, pos[1] - th / 2.0, tw / 2.0, th / 2.0)
+        return similarity_matrix(self.angle + self.spin * t, scale, pos[0] - tw / 2.0, pos[1] - th / 2.0,
+                                 tw / 2.0, th / 2.0)
 
 
 class SceneSequence:
@@ -91,7 +92,7 @@ class SceneSequence:
         side = min(self.h, self.w)
         for _ in range(n_objects):
             d = max(8, int(rng.uniform(0.15, 0.35) * side))
-            rgba = np.dstack([random_texture(rng, d, d), _object_mask(rng, d)])
+            rgba = np.dstack([random_texture(rng, d, d), object_mask(rng, d)])
             speed = rng.uniform(30, 150) * px
             heading = rng.uniform(0, 2 * np.pi)
             self.objects.append(_Track(
@@ -128,28 +129,28 @@ class SceneSequence:
         xs = np.arange(self.w, dtype=np.float32)[None, :]
         ys = np.arange(self.h, dtype=np.float32)[:, None]
         prev_affines = self._affines(0)
-        layers = [_Layer(tex, a, np.eye(3)) for tex, a in zip(textures, prev_affines)]
-        img, prev_ids, prev_rois = _render(layers[0], layers[1:], 1, self.h, self.w)
+        layers = [Layer(tex, a, np.eye(3)) for tex, a in zip(textures, prev_affines)]
+        img, prev_ids, prev_rois = render_layers(layers[0], layers[1:], 1, self.h, self.w)
         yield img, None
         for k in range(1, n):
             affines = self._affines(k)
-            layers = [_Layer(tex, a0, a1 @ np.linalg.inv(a0)) for tex, a0, a1 in zip(textures, prev_affines, affines)]
-            img, ids, rois = _render(layers[0], layers[1:], 2, self.h, self.w)
+            layers = [Layer(tex, a0, a1 @ np.linalg.inv(a0)) for tex, a0, a1 in zip(textures, prev_affines, affines)]
+            img, ids, rois = render_layers(layers[0], layers[1:], 2, self.h, self.w)
             yield img, self._flow(layers, prev_ids, prev_rois, ids, xs, ys)
             prev_affines, prev_ids, prev_rois = affines, ids, rois
 
-    def _flow(self, layers: Sequence[_Layer], ids1: np.ndarray, rois1: list, ids2: np.ndarray,
+    def _flow(self, layers: Sequence[Layer], ids1: np.ndarray, rois1: list, ids2: np.ndarray,
               xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
         """Flow of the front-most layer at each frame-1 pixel; NaN where it leaves the image or is occluded."""
         flow = np.empty((self.h, self.w, 2), np.float32)
-        flow[:, :, 0], flow[:, :, 1] = _affine_flow(layers[0].motion, xs, ys)
+        flow[:, :, 0], flow[:, :, 1] = affine_flow(layers[0].motion, xs, ys)
         for k, (layer, box) in enumerate(zip(layers[1:], rois1), start=1):
             if box is None:
                 continue
             x0, y0, x1, y1 = box
             sel = ids1[y0:y1, x0:x1] == k
             if sel.any():
-                u, v = _affine_flow(layer.motion, xs[:, x0:x1], ys[y0:y1])
+                u, v = affine_flow(layer.motion, xs[:, x0:x1], ys[y0:y1])
                 flow[y0:y1, x0:x1, 0][sel] = u[sel]
                 flow[y0:y1, x0:x1, 1][sel] = v[sel]
         tx, ty = flow[:, :, 0] + xs, flow[:, :, 1] + ys
