@@ -2,7 +2,8 @@
 # Check the CUDA correlation kernels on a machine with an NVIDIA GPU, in one go:
 #   1. environment (GPU, torch, CUDA)            4. CUDA + CPU correlation tests
 #   2. `nvcc -c` compile check of the kernels    5. correlation benchmark (CPU and CUDA, fp32/fp16/bf16)
-#   3. JIT build of the extension with CUDA      6. GPU target check, then a short summary table (last)
+#   3. JIT build of the extension with CUDA      6. GPU target check
+#   7. end-to-end estimator benchmark on CUDA (fp32/fp16/bf16), then a short summary table (last)
 # Usage:  bash scripts/gpu_check.sh
 # Env:    PYTHON (default .venv/bin/python, else python3; needs a CUDA torch, e.g. `make setup` on a CUDA
 #         machine keeps the system CUDA torch), GPU_CHECK_OUT (logs, default gpu_check_out/),
@@ -101,6 +102,16 @@ PYEOF
 )
     record target INFO "$target"
 fi
+
+# 7. end to end: FlowEstimator on CUDA (fp32, fp16, bf16) next to OpenCV DIS
+for prec in fp32 fp16 bf16; do
+    if "$PY" -m flownet_ros.bench estimator --device cuda --precision "$prec" --full-width >"$OUT/estimator_$prec.log" 2>&1; then
+        record "estimator-$prec" PASS "table in $OUT/estimator_$prec.log"
+        sed -n '/^| estimator/,$p' "$OUT/estimator_$prec.log"
+    else
+        record "estimator-$prec" FAIL "see $OUT/estimator_$prec.log: $(tail -1 "$OUT/estimator_$prec.log")"; failed=1
+    fi
+done
 
 summary
 exit $failed
