@@ -118,3 +118,14 @@ def test_bad_settings():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
             FlowEstimator(ConstantFlow(), ModelSpec(), device="cuda")
+
+
+def test_read_only_inputs_are_accepted_without_warning():
+    import warnings
+
+    img = rand_img(64, 64)
+    img.flags.writeable = False  # like a view of a ROS message buffer
+    est = FlowEstimator(ConstantFlow(), ModelSpec(), device="cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert est.estimate(img, img).shape == (64, 64, 2)

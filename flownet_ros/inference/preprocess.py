@@ -41,7 +41,10 @@ def network_size(height: int, width: int, inference_size: Optional[Sequence[int]
 
 def to_tensor(imgs: np.ndarray, device: torch.device) -> torch.Tensor:
     """[N,H,W,3] or [H,W,3] uint8 -> [N,3,H,W] float32 0..255 on ``device``."""
-    t = torch.from_numpy(np.ascontiguousarray(imgs))
+    arr = np.ascontiguousarray(imgs)
+    if not arr.flags.writeable:  # e.g. a view of a ROS/bag message buffer; torch needs writable memory
+        arr = arr.copy()
+    t = torch.from_numpy(arr)
     if t.ndim == 3:
         t = t[None]
     return t.to(device, non_blocking=True).permute(0, 3, 1, 2).float()
