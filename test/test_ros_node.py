@@ -414,7 +414,7 @@ def test_dis_backend(client, nodes):
 def test_startup_failures_exit_nonzero_with_message(ckpt, tmp_path):
     """Missing / corrupt checkpoint, bad parameter values: exit code 2 and one clear line, no traceback."""
     corrupt = tmp_path / "corrupt.pt"
-    corrupt.write_bytes(b"PK\x03\x04" + os.urandom(200))
+    corrupt.write_bytes(b"PK\x03\x04" + np.random.default_rng(7).bytes(200))
     cases = [
         (["-p", f"checkpoint:={tmp_path / 'nope.pt'}"], "file not found"),
         (["-p", f"checkpoint:={corrupt}"], "not a readable PyTorch checkpoint"),
@@ -422,10 +422,20 @@ def test_startup_failures_exit_nonzero_with_message(ckpt, tmp_path):
         (["-p", f"checkpoint:={ckpt}", "-p", "depth:=0"], "out of range"),
         (["-p", f"checkpoint:={ckpt}", "-p", "max_frame_gap:=2"], "decimal point"),
     ]
-    procs = [subprocess.Popen([sys.executable, "-m", "flownet_ros.ros.node", "--ros-args", *args], cwd=REPO,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for args, _ in cases]
+    # -X faulthandler: if a process ever hangs (seen once in CI-like conditions, not reproduced), SIGABRT
+    # makes it print every thread's Python stack into the failure message.
+    procs = [subprocess.Popen([sys.executable, "-X", "faulthandler", "-m", "flownet_ros.ros.node", "--ros-args",
+                               *args], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for args, _ in cases]
     for (args, message), proc in zip(cases, procs):
-        _, err = proc.communicate(timeout=120)
+        try:
+            _, err = proc.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGABRT)
+            _, err = proc.communicate(timeout=30)
+            for other in procs:
+                other.kill()
+            pytest.fail(f"node with {args} did not exit within 120 s; its stacks:\n{err[-6000:]}")
         assert proc.returncode == 2, err[-2000:]
         assert "flownet_node: cannot start" in err and message in err, err[-2000:]
         assert "Traceback" not in err

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import os
 import re
 import sys
@@ -31,12 +32,18 @@ HEADERS = ("correlation_geometry.h", "correlation_checks.h", "correlation_cuda.h
 
 
 def cache_root() -> Path:
-    """Folder holding every build of the extension (created on demand)."""
+    """Folder holding every build of the extension (created on demand).
+
+    ``$FLOWNET_ROS_BUILD_DIR``, else ``~/.cache/flownet_ros/src-<hash of the source folder>``: the build
+    arguments contain the source path, so two checkouts sharing one folder would rebuild each other's
+    library back and forth (and wait on each other's build lock).
+    """
     env = os.environ.get("FLOWNET_ROS_BUILD_DIR")
     if env:
         return Path(env).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "flownet_ros"
+    source = hashlib.sha1(str(CSRC.resolve()).encode()).hexdigest()[:10]
+    return Path(base) / "flownet_ros" / f"src-{source}"
 
 
 def extension_name(with_cuda: bool) -> str:
@@ -127,8 +134,6 @@ def load_extension(with_cuda: bool, verbose: bool = False) -> str:
 
 
 def _headers_digest() -> str:
-    import hashlib
-
     h = hashlib.sha1()
     for name in HEADERS:
         p = CSRC / name
