@@ -7,7 +7,6 @@ assertion is on message contents, counts and ordering, never on speed.
 
 import array
 import math
-import os
 import signal
 import subprocess
 import sys
