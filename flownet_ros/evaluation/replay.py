@@ -32,8 +32,8 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 from flownet_ros.evaluation import workspace
 from flownet_ros.evaluation.bagio import (COMPRESSED, IMAGE, BagError, BagReader, BagWriter, cdr_stamp_ns,
                                           select_image_topic)
+from flownet_ros.paths import find_data_file
 
-REPO = Path(__file__).resolve().parents[2]
 TWIST = "geometry_msgs/msg/TwistStamped"
 TIME_REFERENCE = "sensor_msgs/msg/TimeReference"  # ~/flow_pair: header = newer frame, time_ref = older frame
 DIAGNOSTICS = "diagnostic_msgs/msg/DiagnosticArray"
@@ -49,16 +49,8 @@ class ReplayError(RuntimeError):
 
 
 def fastdds_profile() -> Optional[Path]:
-    """config/fastdds.xml of this package (source tree or installed share/), if present."""
-    candidates = [REPO / "config" / "fastdds.xml",
-                  Path(sys.prefix) / "share" / "flownet_ros" / "config" / "fastdds.xml"]
-    try:
-        from ament_index_python.packages import get_package_share_directory
-
-        candidates.append(Path(get_package_share_directory("flownet_ros")) / "config" / "fastdds.xml")
-    except Exception:  # not installed with colcon / no ament index: the other candidates remain
-        pass
-    return next((p for p in candidates if p.is_file()), None)
+    """config/fastdds.xml of this package (installed share/ or the source tree), if present."""
+    return find_data_file("config", "fastdds.xml")
 
 
 def dds_environment(env: Optional[Dict[str, str]] = None) -> Dict[str, str]:
