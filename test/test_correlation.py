@@ -166,8 +166,8 @@ def test_opcheck(cpu_op, cfg):
                           (grad, f1.detach(), f2.detach(), md, s2, k, s1))
 
 
-def test_torch_compile_smoke(cpu_op):
-    f1, f2 = rand_pair((2, 8, 9, 10), torch.float32, requires_grad=True)
+def check_compiled_matches_eager(f1, f2):
+    """torch.compile (aot_eager, fullgraph) of correlation + loss gives eager values and gradients."""
 
     def fn(a, b):
         return torch.nn.functional.leaky_relu(correlation(a, b, 4, 2), 0.1).square().sum()
@@ -180,6 +180,10 @@ def test_torch_compile_smoke(cpu_op):
     torch.testing.assert_close(got, want)
     for g, w in zip(got_grads, want_grads):
         torch.testing.assert_close(g, w)
+
+
+def test_torch_compile_smoke(cpu_op):
+    check_compiled_matches_eager(*rand_pair((2, 8, 9, 10), torch.float32, requires_grad=True))
 
 
 def test_bad_arguments_raise():

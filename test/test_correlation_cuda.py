@@ -144,19 +144,9 @@ def test_opcheck(cuda_op, dtype):
 
 
 def test_torch_compile_smoke(cuda_op):
-    f1, f2 = rand_pair((2, 8, 9, 10), torch.float32, requires_grad=True)
+    from test_correlation import check_compiled_matches_eager
 
-    def fn(a, b):
-        return torch.nn.functional.leaky_relu(correlation(a, b, 4, 2), 0.1).square().sum()
-
-    compiled = torch.compile(fn, backend="aot_eager", fullgraph=True)
-    got = compiled(f1, f2)
-    got_grads = torch.autograd.grad(got, (f1, f2))
-    want = fn(f1, f2)
-    want_grads = torch.autograd.grad(want, (f1, f2))
-    torch.testing.assert_close(got, want)
-    for g, w in zip(got_grads, want_grads):
-        torch.testing.assert_close(g, w)
+    check_compiled_matches_eager(*rand_pair((2, 8, 9, 10), torch.float32, requires_grad=True))
 
 
 def test_flownetc_cuda_matches_cpu(cuda_op):
