@@ -35,7 +35,7 @@ import numpy as np
 import torch
 import yaml
 
-from flownet_ros.flow.metrics import epe_map, outlier_map
+from flownet_ros.flow.metrics import epe_map, outlier_counts
 
 
 class ZeroFlow:
@@ -64,9 +64,9 @@ class Accumulator:
         self.epe_all.append(float(err.mean(dtype=np.float64)))
         if valid.any():
             self.epe_valid.append(float(err[valid].mean(dtype=np.float64)))
-        out = outlier_map(pred, gt)
-        self.outliers += int(out[valid].sum())
-        self.valid_px += int(valid.sum())
+        outliers, valid_px = outlier_counts(pred, gt, valid)
+        self.outliers += outliers
+        self.valid_px += valid_px
         self.times.append(seconds)
 
     def result(self) -> Dict[str, Any]:

@@ -166,3 +166,19 @@ def test_same_bag_robot_recording(sample, tmp_path):
     with pytest.raises(BagError, match="robot"):
         evaluate(ReportOptions(input_bag=path, output_bag=path, out_dir=tmp_path / "rep2", topic="/nope",
                                progress=False))
+
+
+def test_fl_all_is_pooled_over_valid_pixels_like_evaluate():
+    """Fl-all of a bag = outlier pixels / valid pixels over all pairs (KITTI, and python -m
+    flownet_ros.evaluate), not the mean of per-pair rates: here 1/5, where the mean would be 1/2."""
+    from flownet_ros.evaluation.report import Series, _score, summarize
+
+    series = Series("method")
+    img = np.zeros((1, 4, 3), np.uint8)
+    gt = np.zeros((1, 4, 2), np.float32)
+    series.add(latency_ms=1.0)
+    _score(series, img, img, np.zeros_like(gt), gt, None)                       # 0 outliers of 4 valid px
+    series.add(latency_ms=1.0)
+    _score(series, img, img, np.full_like(gt, 10.0), gt, np.array([[True, False, False, False]]))  # 1 of 1
+    assert series.fl_all == [0.0, 1.0]
+    assert summarize(series, pairs=2, offline=True)["fl_all"] == pytest.approx(0.2)

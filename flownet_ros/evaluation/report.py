@@ -30,7 +30,7 @@ from flownet_ros.evaluation.bagio import (BagError, BagReader, StampIndex, selec
                                           select_image_topic, stamp_to_ns)
 from flownet_ros.evaluation.replay import RATE_KEY, WALL_SPAN_KEY
 from flownet_ros.flow.colour import flow_to_color
-from flownet_ros.flow.metrics import epe, fl_all
+from flownet_ros.flow.metrics import epe, outlier_counts
 from flownet_ros.flow.warping import photometric_error
 
 STRIP_FRAMES = 6
@@ -64,6 +64,8 @@ class Series:
     photometric: List[float] = field(default_factory=list)
     epe: List[float] = field(default_factory=list)
     fl_all: List[float] = field(default_factory=list)
+    outliers: List[float] = field(default_factory=list)   # KITTI outlier pixels of the pair
+    valid_px: List[float] = field(default_factory=list)   # valid ground-truth pixels of the pair
     recv_ns: List[float] = field(default_factory=list)
 
     def add(self, latency_ms=math.nan, photometric=math.nan, epe_=math.nan, fl=math.nan, recv_ns=math.nan):
@@ -71,6 +73,8 @@ class Series:
         self.photometric.append(photometric)
         self.epe.append(epe_)
         self.fl_all.append(fl)
+        self.outliers.append(math.nan)
+        self.valid_px.append(math.nan)
         self.recv_ns.append(recv_ns)
 
 
@@ -116,8 +120,15 @@ def summarize(series: Series, pairs: int, offline: bool, wall_span_s: Optional[f
         "output_rate_hz": rate,
         "photometric_error": _stat(values("photometric"), np.mean),
         "epe": _stat(values("epe"), np.mean),
-        "fl_all": _stat(values("fl_all"), np.mean),
+        "fl_all": _pooled_rate(values("outliers"), values("valid_px")),
     }
+
+
+def _pooled_rate(outliers: np.ndarray, valid_px: np.ndarray) -> float:
+    """Fl-all of a set: outlier pixels / valid pixels over the pairs that have both (as evaluate.py)."""
+    ok = np.isfinite(outliers) & np.isfinite(valid_px)
+    total = valid_px[ok].sum()
+    return float(outliers[ok].sum() / total) if total > 0 else math.nan
 
 
 def decode_image(msg: Any) -> np.ndarray:
@@ -365,7 +376,9 @@ def _score(series: Series, img1, img2, flow, gt, valid) -> None:
         series.photometric[-1] = photometric_error(img1, img2, flow)
     if gt is not None:
         series.epe[-1] = epe(flow, gt, valid)
-        series.fl_all[-1] = fl_all(flow, gt, valid)
+        outliers, valid_px = outlier_counts(flow, gt, valid)
+        series.outliers[-1], series.valid_px[-1] = outliers, valid_px
+        series.fl_all[-1] = outliers / valid_px if valid_px else math.nan
 
 
 def _jsonable(x: Any) -> Any:

@@ -5,7 +5,7 @@ Shapes: flow [H,W,2] or [N,H,W,2] in pixels; valid [H,W] / [N,H,W] bool (None = 
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Tuple
 
 import numpy as np
 
@@ -53,10 +53,16 @@ def outlier_map(pred, gt) -> np.ndarray:
     return (err > FL_ABS_THRESHOLD) & (err > FL_REL_THRESHOLD * mag)
 
 
-def fl_all(pred, gt, valid: Optional[np.ndarray] = None) -> float:
-    """KITTI Fl-all: fraction (0..1) of valid pixels that are outliers; NaN when none is valid."""
+def outlier_counts(pred, gt, valid: Optional[np.ndarray] = None) -> Tuple[int, int]:
+    """(outlier pixels, valid pixels). Summed over a set, their ratio is the set's Fl-all as KITTI
+    reports it: pooled over all valid pixels, not a mean of per-image rates (which differ when the
+    number of valid pixels varies between images)."""
     out = outlier_map(pred, gt)
     mask = _valid_mask(valid, out.shape)
-    if not mask.any():
-        return float("nan")
-    return float(out[mask].mean(dtype=np.float64))
+    return int(out[mask].sum()), int(mask.sum())
+
+
+def fl_all(pred, gt, valid: Optional[np.ndarray] = None) -> float:
+    """KITTI Fl-all: fraction (0..1) of valid pixels that are outliers; NaN when none is valid."""
+    outliers, total = outlier_counts(pred, gt, valid)
+    return outliers / total if total else float("nan")
