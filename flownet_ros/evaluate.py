@@ -173,7 +173,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"))
     p.add_argument("--inference-size", type=int, nargs=2, default=None, metavar=("H", "W"),
                    help="network input size (default: input rounded to multiples of 64)")
-    p.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0 = default)")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads of torch and OpenCV (0 = default: all cores)")
     p.add_argument("--json", default="", help="write results + setup to this JSON file")
     p.add_argument("--no-progress", action="store_true")
     return p.parse_args(argv)
@@ -181,8 +181,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
+    from flownet_ros.inference import set_cpu_threads
+
+    set_cpu_threads(args.threads)
     if args.dataset != "procedural" and not args.root:
         print(f"error: --dataset {args.dataset} needs --root (the list file for 'list')", file=sys.stderr)
         return 2

@@ -139,7 +139,8 @@ def nodes(ckpt, tmp_path_factory):
                           "-r", "camera_info:=/be_cam/camera_info"),
         "rel": NodeProcess(tmp, "rel", "-p", c, "-p", "reliability:=reliable", "-p", "max_frame_gap:=0.0"),
         "cmp": NodeProcess(tmp, "cmp", "-p", c, "-p", "transport:=compressed", "-p", "use_camera_info:=false"),
-        "dis": NodeProcess(tmp, "dis", "-p", "backend:=dis", "-p", "dis_preset:=medium", "-p", "color_max_flow:=4.0"),
+        "dis": NodeProcess(tmp, "dis", "-p", "backend:=dis", "-p", "dis_preset:=medium", "-p", "color_max_flow:=4.0",
+                           "-p", "threads:=1"),
     }
     yield procs
     for p in procs.values():
@@ -407,6 +408,7 @@ def test_dis_backend(client, nodes):
     assert mo.twist.angular.x == 0.0 and mo.twist.angular.y == 0.0  # no camera_info: not reported
     d = client.wait_diag(ns, lambda d: int(d["flow_published"]) >= 1, "output counted")
     assert d["backend"] == "dis" and "DIS" in d["model"] and d["device"] == "cpu"
+    assert d["cpu_threads"] == "1"  # threads:=1 applied to torch (and OpenCV)
     assert math.isfinite(float(d["motion_inlier_fraction"]))
 
 

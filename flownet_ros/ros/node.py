@@ -31,6 +31,7 @@ except ImportError:  # Humble
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, TimeReference
 
 from flownet_ros.flow.motion import intrinsics_from_k
+from flownet_ros.inference.estimator import set_cpu_threads
 from flownet_ros.models.checkpoint import CheckpointError
 from flownet_ros.ros import qos
 from flownet_ros.ros.conversions import (ImageConversionError, check_raw, compressed_msg_to_rgb,
@@ -71,6 +72,9 @@ PARAMS = (
               "to 64). Used only when inference_width is also > 0.", int_range=(0, 4096, 64)),
     ParamSpec("inference_width", 0, "Network input width (multiple of 64; 0 = input width rounded to 64).",
               int_range=(0, 4096, 64)),
+    ParamSpec("threads", 0, "CPU threads for inference, colour coding and image conversion (torch and "
+              "OpenCV); 0 = all cores. Keeps cores free for other nodes on a robot.", True,
+              int_range=(0, 1024, 1)),
     ParamSpec("dis_preset", "medium", "OpenCV DIS preset for backend 'dis': ultrafast, fast or medium.",
               True, DIS_PRESETS),
     ParamSpec("transport", "raw", "Input: 'raw' subscribes 'image' (sensor_msgs/Image), 'compressed' "
@@ -167,6 +171,7 @@ class FlowNode(Node):
         bad = [r for r in (validate(k, v) for k, v in self.cfg.items()) if r]
         if bad:
             raise ValueError("invalid parameters: " + "; ".join(bad))
+        self.cpu_threads = set_cpu_threads(self.cfg["threads"])
         self.estimator = build_estimator(self.cfg)
         self.stats = FlowStats()
         self.settings = PipelineSettings(self.cfg["publish_color"], self.cfg["color_max_flow"],
@@ -279,7 +284,7 @@ class FlowNode(Node):
     def _publish_diagnostics(self) -> None:
         info = {"backend": self.cfg["backend"], "device": str(self.estimator.device),
                 "model": self.estimator.description, "input_topic": self.sub.topic_name,
-                "queue_depth": str(len(self.queue))}
+                "queue_depth": str(len(self.queue)), "cpu_threads": str(self.cpu_threads)}
         status = make_status(self.stats.report(), f"{self.get_fully_qualified_name()}: optical flow",
                              f"{self.cfg['backend']}@{self.estimator.device}", info)
         self.pub_diag.publish(DiagnosticArray(header=_header(self.get_clock().now().to_msg()), status=[status]))
