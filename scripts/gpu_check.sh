@@ -8,7 +8,9 @@
 # Env:    PYTHON (default .venv/bin/python, else python3; needs a CUDA torch, e.g. `make setup` on a CUDA
 #         machine keeps the system CUDA torch), GPU_CHECK_OUT (logs, default gpu_check_out/),
 #         BENCH_ARGS (extra options for `python -m flownet_ros.bench correlation`),
-#         TORCH_CUDA_ARCH_LIST (optional; default: build for the GPU that is present).
+#         TORCH_CUDA_ARCH_LIST (optional; default: build for the GPU that is present),
+#         GPU_CHECK_DEPS (default .gpu_deps: localcorr / spatial-correlation-sampler packages for an offline
+#         machine, from scripts/fetch_gpu_check_deps.sh).
 # Exit status 0 only if build and tests pass. Full logs stay in $GPU_CHECK_OUT.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
@@ -42,6 +44,25 @@ else
     exit 1
 fi
 cc=$("$PY" -c "import torch; m, n = torch.cuda.get_device_capability(); print(f'{m}{n}')")
+
+# 1b. the public implementations to compare against (step 6), installed from $GPU_CHECK_DEPS without network:
+#     fill it with scripts/fetch_gpu_check_deps.sh where PyPI can be reached (tried here if the folder is empty).
+DEPS=${GPU_CHECK_DEPS:-.gpu_deps}
+compgen -G "$DEPS/*" >/dev/null || bash scripts/fetch_gpu_check_deps.sh "$DEPS" >"$OUT/fetch.log" 2>&1
+SITE=$PWD/$OUT/site
+for dist in "$DEPS"/localcorr-*.whl "$DEPS"/spatial_correlation_sampler-*.tar.gz; do
+    [ -f "$dist" ] || continue
+    name=$(basename "$dist"); name=${name%%-[0-9]*}
+    # --no-build-isolation: spatial-correlation-sampler compiles against this machine's torch (GPU_ARCH is its
+    # own variable for -gencode); --no-deps: torch and triton are already here.
+    if GPU_ARCH=$cc "$PY" -m pip install -q --no-index --no-deps --no-build-isolation --no-cache-dir \
+        --target "$SITE" "$dist" >"$OUT/install_$name.log" 2>&1; then
+        record "$name" PASS "installed from $dist"
+    else
+        record "$name" INFO "not installed, benchmark goes on without it: $(grep -i -m1 error "$OUT/install_$name.log" | cut -c1-120)"
+    fi
+done
+[ -d "$SITE" ] && export PYTHONPATH="$PYTHONPATH:$SITE"
 
 # 2. nvcc compile check of the plain .cu file (no torch headers involved)
 if command -v nvcc >/dev/null 2>&1; then
@@ -88,15 +109,19 @@ lines = []
 for r in res:
     if r["device"] != "cuda" or not r["backend"].startswith("flownet_ros"):
         continue
-    others = [o for o in res if o["device"] == "cuda" and o["dtype"] == r["dtype"] and o["batch"] == r["batch"]
+    rivals = [o for o in res if o["device"] == "cuda" and o["batch"] == r["batch"]
               and o["backend"] in ("spatial-correlation-sampler", "localcorr")]
+    others = [o for o in rivals if o["dtype"] == r["dtype"]]
+    note = ""
+    if not others:  # a rival without this precision: its users run it in float32
+        others, note = [o for o in rivals if o["dtype"] == "float32"], " in float32"
     if not others:
-        lines.append(f"{r['dtype']} B={r['batch']}: fwd+bwd {r['fwdbwd_ms']:.3f} ms, no competitor installed")
+        lines.append(f"{r['dtype']} B={r['batch']}: fwd+bwd {r['fwdbwd_ms']:.3f} ms, no competitor ran")
         continue
     best = min(others, key=lambda o: o["fwdbwd_ms"])
     ratio = best["fwdbwd_ms"] / r["fwdbwd_ms"]
     verdict = "PASS" if ratio >= 2 else "MISS"
-    lines.append(f"{r['dtype']} B={r['batch']}: {ratio:.1f}x vs {best['backend']} ({verdict})")
+    lines.append(f"{r['dtype']} B={r['batch']}: {ratio:.1f}x vs {best['backend']}{note} ({verdict})")
 print("; ".join(lines) if lines else "no CUDA results")
 PYEOF
 )

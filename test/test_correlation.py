@@ -349,3 +349,18 @@ def test_torch_export_keeps_the_op(cpu_op):
     targets = [n.target for n in ep.graph.nodes if n.op == "call_function"]
     assert torch.ops.flownet_ros.correlation.default in targets
     torch.testing.assert_close(ep.module()(a, b), Corr()(a, b))
+
+
+def test_equals_spatial_correlation_sampler_where_installed():
+    """The documented equivalence (flownet.md section 3): spatial_correlation_sample(kernel_size=1,
+    patch_size=21, dilation_patch=2) reshaped to [B, 441, H, W] and divided by C. Through the benchmark's
+    wrapper, so the CPU benchmark rows compare the same function. Skipped where the package is missing
+    (it does not build against a CPU-only torch without patching its sources)."""
+    from flownet_ros.bench.correlation import RIVALS
+
+    try:
+        fn = RIVALS["spatial-correlation-sampler"](20, 2)
+    except ImportError as exc:
+        pytest.skip(f"spatial-correlation-sampler not installed: {exc}")
+    f1, f2 = rand_pair((2, 16, 11, 23), torch.float64)
+    torch.testing.assert_close(fn(f1, f2), correlation_reference(f1, f2, 20, 2, 1, 1), rtol=1e-10, atol=1e-12)

@@ -159,3 +159,22 @@ def test_flownetc_cuda_matches_cpu(cuda_op):
         cpu = model(img1, img2)
         gpu = model.cuda()(img1.cuda(), img2.cuda()).cpu()
     torch.testing.assert_close(gpu, cpu, rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.parametrize("name", ["spatial-correlation-sampler", "localcorr"])
+def test_benchmark_rivals_compute_the_same_function(cuda_op, name):
+    """The GPU target compares timings with these packages; that only means something if they compute
+    our function (same channel order, normalisation, borders). Skipped where the package is missing
+    (gpu_check.sh installs them from .gpu_deps)."""
+    from flownet_ros.bench.correlation import RIVALS
+
+    try:
+        fn = RIVALS[name](20, 2)
+    except ImportError as exc:
+        pytest.skip(f"{name} not installed: {exc}")
+    f1, f2 = rand_pair((2, 32, 12, 20), torch.float32, requires_grad=True)
+    grad = torch.randn(output_shape((2, 32, 12, 20), 20, 2, 1, 1), device="cuda")
+    got = fwd_bwd(lambda a, b, *cfg: fn(a, b), f1, f2, ((2, 32, 12, 20), 20, 2, 1, 1), grad)
+    want = fwd_bwd(correlation, f1, f2, ((2, 32, 12, 20), 20, 2, 1, 1), grad)
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-5)
