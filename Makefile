@@ -2,7 +2,8 @@
 #   make setup   create .venv, install pinned dependencies, build the correlation extension
 #   make test    setup + the test suite
 #   make demo    setup + the main job on the embedded default
-#   make gpu-check  on a CUDA machine: build, CUDA tests and benchmarks (scripts/gpu_check.sh)
+#   make gpu-check  on a CUDA machine: build, CUDA tests and benchmarks (scripts/gpu_check.sh); needs no
+#                   setup or network (uses .venv if there, else python3 with its CUDA torch)
 PYTHON ?= python3
 VENV   := .venv
 VPY    := $(VENV)/bin/python
@@ -26,7 +27,7 @@ test: setup
 demo: setup
 	$(VPY) -m flownet_ros.demo $(if $(BAG),--bag $(BAG)) $(if $(TOPIC),--topic $(TOPIC)) $(if $(RATE),--rate $(RATE))
 
-gpu-check: setup
+gpu-check:
 	bash scripts/gpu_check.sh
 
 clean:
