@@ -49,3 +49,9 @@ def test_estimator_bench_runs():
     text = run_bench("estimator", "--height", "64", "--width", "96", "--inference-sizes", "64x64",
                      "--device", "cpu", "--repeat", "1")
     assert "| estimator" in text and "DIS" in text
+
+
+def test_flow_ops_bench_both_allocators():
+    text = run_bench("flow_ops", "--height", "32", "--width", "48", "--repeat", "1", "--threads", "1")
+    rows = [line for line in text.splitlines() if line.startswith("| flow_to_color (numpy")]
+    assert [r.split("|")[2].strip() for r in rows] == ["default", "heap"]

@@ -28,6 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"])
     p.add_argument("--repeat", type=int, default=5)
+    p.add_argument("--threads", type=int, default=0, help="CPU threads of torch and OpenCV (0 = default: all cores)")
     p.add_argument("--full-width", action="store_true",
                    help="also time the paper-width FlowNetC (random weights; speed only)")
 
@@ -46,8 +47,10 @@ def _estimators(args):
 
 def run(args) -> int:
     from flownet_ros.data.procedural import render_pair
+    from flownet_ros.inference import set_cpu_threads
     from flownet_ros.inference.dis import DISEstimator
 
+    set_cpu_threads(args.threads)
     pair = render_pair(0, (args.height, args.width))
     img1, img2 = pair["img1"], pair["img2"]
     rows = []

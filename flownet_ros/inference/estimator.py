@@ -18,20 +18,6 @@ log = logging.getLogger(__name__)
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
-def set_cpu_threads(threads: int) -> int:
-    """Limit CPU parallelism of this process to ``threads`` (torch intra-op threads and OpenCV's pool:
-    DIS, resizing, colour conversion); 0 leaves the libraries' defaults (all cores). On a robot this
-    keeps cores free for other nodes. Returns torch's thread count in effect."""
-    if threads < 0:
-        raise ValueError(f"threads must be >= 0, got {threads}")
-    if threads > 0:
-        import cv2
-
-        torch.set_num_threads(threads)
-        cv2.setNumThreads(threads)
-    return torch.get_num_threads()
-
-
 def resolve_device(device: str = "auto") -> torch.device:
     """``auto`` = CUDA if available else CPU; ``cuda`` without CUDA raises ValueError."""
     if device == "auto":

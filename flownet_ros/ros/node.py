@@ -10,6 +10,14 @@ converts, pairs, runs the flow network and publishes.
 
 from __future__ import annotations
 
+import os
+
+# Before torch (and its OpenMP runtime) loads: idle OpenMP threads sleep instead of spinning. With
+# spinning (the default) inference collapses when another process holds a core, as is usual on a robot:
+# 947 ms instead of 113 ms per pair with one of two cores busy (docs/node.md, CPU use). Set
+# OMP_WAIT_POLICY=ACTIVE in the environment to keep spinning.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import re
 import sys
 import threading
@@ -31,7 +39,7 @@ except ImportError:  # Humble
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, TimeReference
 
 from flownet_ros.flow.motion import intrinsics_from_k
-from flownet_ros.inference.estimator import set_cpu_threads
+from flownet_ros.inference.runtime import keep_frame_buffers_in_heap, set_cpu_threads
 from flownet_ros.models.checkpoint import CheckpointError
 from flownet_ros.ros import qos
 from flownet_ros.ros.conversions import (ImageConversionError, check_raw, compressed_msg_to_rgb,
@@ -351,6 +359,7 @@ def _header(stamp, frame_id: str = ""):
 
 def main(args=None) -> int:
     """Console entry point; returns the exit code (2 = bad parameters or checkpoint)."""
+    keep_frame_buffers_in_heap()  # before the first frame-sized allocation
     rclpy.init(args=args)
     try:
         node = FlowNode()

@@ -1,0 +1,62 @@
+"""Process-wide settings for per-frame inference on a CPU: thread pools and the heap allocator.
+
+Both change the whole process, so only entry points call them (the ROS node, the evaluate CLI,
+benchmarks), never library code.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import logging
+import sys
+
+import torch
+
+log = logging.getLogger("flownet_ros")
+
+# glibc mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+MMAP_THRESHOLD_BYTES = 32 * 1024 * 1024  # glibc's maximum on 64-bit
+TRIM_THRESHOLD_BYTES = 64 * 1024 * 1024
+
+
+def set_cpu_threads(threads: int) -> int:
+    """Limit CPU parallelism of this process to ``threads`` (torch intra-op threads and OpenCV's pool:
+    DIS, resizing, colour coding, colour conversion); 0 leaves the libraries' defaults (all cores).
+    On a robot this keeps cores free for other nodes, and it avoids OpenMP's collapse when another
+    process holds a core (see docs/node.md). Returns torch's thread count in effect."""
+    if threads < 0:
+        raise ValueError(f"threads must be >= 0, got {threads}")
+    if threads > 0:
+        import cv2
+
+        torch.set_num_threads(threads)
+        cv2.setNumThreads(threads)
+    return torch.get_num_threads()
+
+
+def keep_frame_buffers_in_heap() -> bool:
+    """Stop glibc from giving every large per-frame buffer its own mmap (and munmap on free).
+
+    By default glibc serves allocations above a dynamic threshold (128 KiB, raised as blocks are
+    freed) with fresh mmaps, so each VGA temporary of numpy, OpenCV or torch costs page faults on
+    every frame. Which side of the threshold a buffer falls on depends on the process's history
+    (importing torch._dynamo moves it), and in the node it made colour coding about 3x slower
+    (docs/benchmarks.md). Fixing the thresholds at 32 MiB / 64 MiB keeps such buffers in the heap
+    for reuse; memory is bounded by the per-frame working set. True if applied (glibc only).
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # musl and others: no mallopt
+        return False
+    mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
+    mallopt.restype = ctypes.c_int
+    ok = bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)) and bool(
+        mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES))
+    log.debug("glibc malloc thresholds %s", "set" if ok else "not set")
+    return ok
