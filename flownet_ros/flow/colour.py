@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Dict, Optional, Tuple
 
+import cv2
 import numpy as np
 import torch
 
@@ -39,6 +40,9 @@ NCOLS = COLORWHEEL.shape[0]
 # channel-first wheel (0..1) with the first colour repeated at the end, so index k0 + 1 never wraps
 _WHEEL_T = np.concatenate([COLORWHEEL, COLORWHEEL[:1]], 0).T.copy() / np.float32(255)  # [3,56]
 _TORCH_WHEELS: Dict[Tuple[str, Optional[int]], torch.Tensor] = {}
+# rows: white (rad 0), the wheel (rad 1), the wheel at 75 % (rad > 1); [3, 56, 3] float32 RGB 0..255
+_COLOR_TABLE = np.stack([np.full((NCOLS + 1, 3), 255, np.float32), 255 * _WHEEL_T.T,
+                         np.float32(0.75 * 255) * _WHEEL_T.T]).astype(np.float32)
 
 
 def flow_to_color(flow: np.ndarray, max_flow: Optional[float] = None) -> np.ndarray:
@@ -60,17 +64,20 @@ def flow_to_color(flow: np.ndarray, max_flow: Optional[float] = None) -> np.ndar
         max_flow = float(mag.max()) if mag.size else 0.0
     elif max_flow <= 0:
         raise ValueError(f"max_flow must be positive, got {max_flow}")
+    if not mag.size:
+        return np.zeros(flow.shape[:2] + (3,), np.uint8)
     rad = mag * np.float32(1.0 / (max_flow + EPS))
     fk = (np.arctan2(-v, -u) / np.float32(np.pi) + np.float32(1)) * np.float32(0.5 * (NCOLS - 1))
-    k0f = np.clip(np.floor(fk), 0, NCOLS - 1)
-    f = fk - k0f
-    k0 = k0f.astype(np.int64)
-    c0 = _WHEEL_T[:, k0]  # [3,H,W]
-    col = c0 + f * (_WHEEL_T[:, k0 + 1] - c0)
-    col = np.where(rad <= 1, np.float32(1) - rad * (np.float32(1) - col), col * np.float32(0.75))
-    out = (np.float32(255) * col).astype(np.uint8)  # truncation = floor for these non-negative values
-    out *= known.astype(np.uint8)
-    return np.ascontiguousarray(out.transpose(1, 2, 0))
+    # The colour is piecewise linear in fk (between wheel entries) and linear in rad up to 1, so one
+    # bilinear lookup in the table [white; wheel; 0.75 * wheel] at (x = fk, y = rad, or row 2 above 1,
+    # or outside the table = black for unknown flow) is the exact formula. cv2.remap does it ~5x faster
+    # than numpy gathers (23 -> 4.5 ms per VGA frame on one core), which matters in the CPU node. With
+    # OpenCV 5 it matches flow_to_color_torch to +-1; OpenCV 4 rounds lookup positions to 1/32 (a few
+    # levels of 255 off).
+    rows = np.where(rad <= 1, rad, np.float32(2))
+    rows[~known] = -4
+    col = cv2.remap(_COLOR_TABLE, fk, rows, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    return col.astype(np.uint8)  # truncation = floor for these non-negative values
 
 
 def _torch_wheel(device: torch.device) -> torch.Tensor:
