@@ -223,8 +223,10 @@ constexpr int ERR_TOO_LARGE = -1;
 size_t smem_optin_limit() {
   int dev = 0, optin = 0;
   if (cudaGetDevice(&dev) != cudaSuccess ||
-      cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess)
+      cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess) {
+    cudaGetLastError();  // clear it: a stale error would surface at the next, unrelated launch check
     return SMEM_DEFAULT;
+  }
   return std::max(SMEM_DEFAULT, static_cast<size_t>(optin));
 }
 
@@ -233,8 +235,10 @@ template <typename K>
 int allow_smem(K kernel, size_t smem) {
   if (smem <= SMEM_DEFAULT) return 0;
   if (smem > smem_optin_limit()) return ERR_TOO_LARGE;
-  return static_cast<int>(
-      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+  const cudaError_t err =
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+  if (err != cudaSuccess) cudaGetLastError();  // reported through the return value, not left pending
+  return static_cast<int>(err);
 }
 
 template <typename T>
