@@ -72,8 +72,8 @@ def flow_to_color(flow: np.ndarray, max_flow: Optional[float] = None) -> np.ndar
     # bilinear lookup in the table [white; wheel; 0.75 * wheel] at (x = fk, y = rad, or row 2 above 1,
     # or outside the table = black for unknown flow) is the exact formula. cv2.remap does it ~5x faster
     # than numpy gathers (23 -> 4.5 ms per VGA frame on one core), which matters in the CPU node. With
-    # OpenCV 5 it matches flow_to_color_torch to +-1; OpenCV 4 rounds lookup positions to 1/32 (a few
-    # levels of 255 off).
+    # OpenCV 5 it matches flow_to_color_torch to +-1; OpenCV 4 rounds lookup positions to 1/32 (measured
+    # with 4.10: at most 4 levels of 255 off, 0.7 on average).
     rows = np.where(rad <= 1, rad, np.float32(2))
     rows[~known] = -4
     col = cv2.remap(_COLOR_TABLE, fk, rows, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
