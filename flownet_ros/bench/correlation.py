@@ -55,7 +55,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--warmup", type=int, default=None, help="untimed runs (default 1 on CPU, 5 on CUDA)")
     p.add_argument("--markdown", action="store_true", help="print a Markdown table")
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
-    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU threads)")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads of torch and OpenCV (0 = default: all cores)")
     p.add_argument("--clock", choices=CLOCKS, default="wall",
                    help="wall time, or process CPU time (robust to other load when --threads 1)")
     p.add_argument("--flownetc", action="store_true",
@@ -242,10 +242,10 @@ def run_flownetc(args) -> int:
 
 
 def run(args) -> int:
+    from flownet_ros.inference import set_cpu_threads
     from flownet_ros.ops import correlation_status
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_cpu_threads(args.threads)
     if args.flownetc:
         print(f"machine: {machine_description()}")
         return run_flownetc(args)

@@ -63,19 +63,27 @@ class Series:
     latency_ms: List[float] = field(default_factory=list)
     photometric: List[float] = field(default_factory=list)
     epe: List[float] = field(default_factory=list)
-    fl_all: List[float] = field(default_factory=list)
     outliers: List[float] = field(default_factory=list)   # KITTI outlier pixels of the pair
     valid_px: List[float] = field(default_factory=list)   # valid ground-truth pixels of the pair
     recv_ns: List[float] = field(default_factory=list)
 
-    def add(self, latency_ms=math.nan, photometric=math.nan, epe_=math.nan, fl=math.nan, recv_ns=math.nan):
+    def add(self, latency_ms=math.nan, photometric=math.nan, epe_=math.nan, recv_ns=math.nan):
         self.latency_ms.append(latency_ms)
         self.photometric.append(photometric)
         self.epe.append(epe_)
-        self.fl_all.append(fl)
         self.outliers.append(math.nan)
         self.valid_px.append(math.nan)
         self.recv_ns.append(recv_ns)
+
+    def fl_all_at(self, i: int) -> float:
+        """Fl-all (0..1) of pair ``i``; NaN without ground truth or valid pixels."""
+        valid_px = self.valid_px[i]
+        return self.outliers[i] / valid_px if valid_px > 0 else math.nan  # NaN > 0 is False
+
+    @property
+    def fl_all(self) -> List[float]:
+        """Per-pair Fl-all (0..1); the set's Fl-all pools pixels instead (:func:`summarize`)."""
+        return [self.fl_all_at(i) for i in range(len(self.outliers))]
 
 
 def _stat(values: Sequence[float], fn) -> float:
@@ -323,7 +331,7 @@ def evaluate(opts: ReportOptions) -> Dict[str, Any]:
                     base.add()
             for key, s in [("main", main), ("zero", zero)] + ([("baseline", base)] if base else []):
                 rec[key] = {"latency_ms": s.latency_ms[-1], "photometric": s.photometric[-1],
-                            "epe": s.epe[-1], "fl_all": s.fl_all[-1]}
+                            "epe": s.epe[-1], "fl_all": s.fl_all_at(-1)}
             per_frame.append(rec)
             if k in strip_at:
                 strip.append({"index": k, "img": img, "flow": flow, "gt": gt, "baseline": bflow})
@@ -378,7 +386,6 @@ def _score(series: Series, img1, img2, flow, gt, valid) -> None:
         series.epe[-1] = epe(flow, gt, valid)
         outliers, valid_px = outlier_counts(flow, gt, valid)
         series.outliers[-1], series.valid_px[-1] = outliers, valid_px
-        series.fl_all[-1] = outliers / valid_px if valid_px else math.nan
 
 
 def _jsonable(x: Any) -> Any:
