@@ -90,8 +90,9 @@ class NodeProcess:
     def __init__(self, tmp: Path, ns: str, *ros_args: str):
         self.ns = ns
         self.log_path = tmp / f"{ns}.log"
-        self.cmd = [sys.executable, "-m", "flownet_ros.ros.node", "--ros-args", "-r", f"__ns:=/{ns}",
-                    "-p", "diagnostics_period:=0.2", *ros_args]
+        # -X faulthandler: a node that does not stop gets SIGABRT and prints every thread's stack into its log
+        self.cmd = [sys.executable, "-X", "faulthandler", "-m", "flownet_ros.ros.node", "--ros-args",
+                    "-r", f"__ns:=/{ns}", "-p", "diagnostics_period:=0.2", *ros_args]
         self._log = open(self.log_path, "w")
         self._interrupted = False
         self.proc = subprocess.Popen(self.cmd, stdout=self._log, stderr=subprocess.STDOUT, cwd=REPO)
@@ -116,8 +117,12 @@ class NodeProcess:
             try:
                 self.proc.wait(20)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+                self.proc.send_signal(signal.SIGABRT)  # stacks into the log, then the exit code says it hung
+                try:
+                    self.proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait(10)
         self._log.close()
         return self.proc.returncode
 
@@ -146,7 +151,7 @@ def nodes(ckpt, tmp_path_factory):
     for p in procs.values():
         p.interrupt()
     codes = {ns: p.stop() for ns, p in procs.items()}
-    assert codes == {ns: 0 for ns in procs}, {ns: procs[ns].log()[-2000:] for ns in procs if codes[ns] != 0}
+    assert codes == {ns: 0 for ns in procs}, {ns: procs[ns].log()[-8000:] for ns in procs if codes[ns] != 0}
 
 
 @pytest.fixture(scope="module")
