@@ -1,5 +1,8 @@
 """Checkpoint loading: public layouts built from the documented key names, own format, bad files."""
 
+import pickle
+
+import numpy as np
 import pytest
 import torch
 
@@ -136,22 +139,27 @@ class NotAllowed:
 
 
 @pytest.mark.parametrize("content,match", [
-    (b"", "not a readable PyTorch checkpoint"),
-    (b"this is not a checkpoint at all", "not a readable PyTorch checkpoint"),
+    (b"", "the file is empty"),
+    (b"this is not a checkpoint at all", "not a PyTorch checkpoint"),
+    (np.random.default_rng(0).bytes(4096), "not a PyTorch checkpoint"),
+    (pickle.dumps({"a": 1}), "a pickle that is not a dict of tensors"),
 ])
 def test_corrupt_files_name_the_file(tmp_path, content, match):
+    """One line naming the file and what it is; never advice to turn the weights_only safety check off."""
     path = tmp_path / "corrupt.pt"
     path.write_bytes(content)
     with pytest.raises(CheckpointError, match=match) as err:
         load_checkpoint(path)
-    assert "corrupt.pt" in str(err.value)
+    text = str(err.value)
+    assert "corrupt.pt" in text and len(text.splitlines()) == 1
+    assert "weights_only=False" not in text and "set to `False`" not in text
 
 
 def test_truncated_file_and_missing_file(tmp_path):
     good = save_checkpoint(tmp_path / "good.pt", FlowNetC(width=0.125), ModelSpec(width=0.125))
     data = good.read_bytes()
     (tmp_path / "truncated.pt").write_bytes(data[: len(data) // 2])
-    with pytest.raises(CheckpointError, match="truncated.pt"):
+    with pytest.raises(CheckpointError, match="truncated.pt: damaged or truncated PyTorch zip archive"):
         load_checkpoint(tmp_path / "truncated.pt")
     with pytest.raises(CheckpointError, match="nothere.pt: file not found"):
         load_checkpoint(tmp_path / "nothere.pt")
@@ -160,8 +168,10 @@ def test_truncated_file_and_missing_file(tmp_path):
 def test_pickled_objects_are_refused_weights_only(tmp_path):
     path = tmp_path / "evil.pt"
     torch.save({"state_dict": public_state_dict("flownets", "flownet2"), "payload": NotAllowed()}, path)
-    with pytest.raises(CheckpointError, match=r"evil.pt.*NotAllowed, which weights_only=True refuses"):
+    with pytest.raises(CheckpointError, match=r"evil.pt.*NotAllowed.*refused \(checkpoints are loaded with "
+                                              r"weights_only=True\)") as err:
         load_checkpoint(path)
+    assert "weights_only=False" not in str(err.value) and len(str(err.value).splitlines()) == 1
 
 
 def test_not_a_flownet(tmp_path):

@@ -5,22 +5,23 @@ import pytest
 import torch
 
 from flownet_ros.inference import FlowEstimator
-from flownet_ros.inference.postprocess import resize_flow
+from flownet_ros.inference.postprocess import upsample_flow
 from flownet_ros.inference.preprocess import network_size, normalize_pair
 from flownet_ros.models import ModelSpec, save_checkpoint
 from flownet_ros.models.flownet import FlowNetC
 
 
 class ConstantFlow(torch.nn.Module):
-    """Stands in for a network: returns (u, v) = (8, 4) network pixels and records its input."""
+    """Stands in for a network: predicts (u, v) = (8, 4) network pixels at 1/4 resolution (as
+    FlowNetBase.predict) and records its input."""
 
     def __init__(self):
         super().__init__()
         self.seen = []
 
-    def forward(self, a, b):
+    def predict(self, a, b):
         self.seen.append((a.clone(), b.clone()))
-        flow = torch.zeros(a.shape[0], 2, *a.shape[-2:])
+        flow = torch.zeros(a.shape[0], 2, a.shape[-2] // 4, a.shape[-1] // 4)
         flow[:, 0], flow[:, 1] = 8.0, 4.0
         return flow
 
@@ -58,10 +59,10 @@ def test_inference_size_is_what_the_network_sees():
     np.testing.assert_allclose(flow[0, 0], [8.0 * 640 / 256, 4.0 * 480 / 192], rtol=1e-5)
 
 
-def test_resize_flow_scales_components_independently():
+def test_upsample_flow_scales_components_independently():
     flow = torch.zeros(1, 2, 10, 20)
     flow[:, 0], flow[:, 1] = 1.0, 2.0
-    out = resize_flow(flow, (30, 80))
+    out = upsample_flow(flow, (10, 20), (30, 80))
     assert out.shape == (1, 2, 30, 80)
     torch.testing.assert_close(out[0, 0], torch.full((30, 80), 4.0))
     torch.testing.assert_close(out[0, 1], torch.full((30, 80), 6.0))
@@ -83,6 +84,24 @@ def test_fixed_mean_normalisation():
     t = torch.full((1, 3, 2, 2), 255.0)
     a, _ = normalize_pair(t, t, spec)
     torch.testing.assert_close(a[0, :, 0, 0], torch.tensor([1 - 0.411, 1 - 0.432, 1 - 0.45]))
+
+
+def test_network_output_is_upsampled_once_straight_to_the_input_size():
+    """predict() at 1/4 of the network size goes to the input size in one bilinear step: the same as the
+    model's own eval output resized (two steps) where the field is smooth, without the second blur."""
+    torch.manual_seed(0)
+    model = FlowNetC(width=0.125).eval()
+    est = FlowEstimator(model, ModelSpec(width=0.125), device="cpu", inference_size=(128, 192))
+    img1, img2 = rand_img(100, 150), rand_img(100, 150, seed=1)
+    low = est.flow_tensor(est.prepare(img1), est.prepare(img2))
+    assert low.shape == (1, 2, 100, 150)
+    a, b = normalize_pair(est.prepare(img1), est.prepare(img2), est.spec)
+    with torch.no_grad():
+        p = model.predict(torch.nn.functional.interpolate(a, (128, 192), mode="bilinear", align_corners=False),
+                          torch.nn.functional.interpolate(b, (128, 192), mode="bilinear", align_corners=False))
+    assert p.shape == (1, 2, 32, 48)
+    expected = upsample_flow(p, (128, 192), (100, 150))
+    torch.testing.assert_close(low, expected)
 
 
 def test_batched_equals_single(tmp_path):

@@ -1,4 +1,4 @@
-"""Image checks, network-size selection and input normalisation.
+"""Network-size selection, upload and input normalisation.
 
 All tensors are [B,3,H,W] float32 in the network's colour order unless stated otherwise.
 """
@@ -13,28 +13,21 @@ import torch.nn.functional as F
 
 from flownet_ros.models.checkpoint import ModelSpec
 
-
-def check_pair(img1: np.ndarray, img2: np.ndarray) -> None:
-    """Raise ValueError unless both are HxWx3 uint8 arrays of the same size."""
-    for name, img in (("img1", img1), ("img2", img2)):
-        if not isinstance(img, np.ndarray):
-            raise ValueError(f"{name} must be a numpy array, got {type(img).__name__}")
-        if img.dtype != np.uint8:
-            raise ValueError(f"{name} must be uint8, got {img.dtype}")
-        if img.ndim != 3 or img.shape[2] != 3:
-            raise ValueError(f"{name} must be HxWx3, got shape {img.shape}")
-        if img.shape[0] < 1 or img.shape[1] < 1:
-            raise ValueError(f"{name} is empty: shape {img.shape}")
-    if img1.shape != img2.shape:
-        raise ValueError(f"image sizes differ: img1 {img1.shape[:2]} vs img2 {img2.shape[:2]}")
+#: Longer side (px) of the automatic network size: larger inputs are scaled down to it (docs/evaluation.md:
+#: the shipped models are most accurate there; the flow is always returned at the input resolution).
+AUTO_MAX_SIDE = 640
 
 
 def network_size(height: int, width: int, inference_size: Optional[Sequence[int]] = None,
-                 multiple: int = 64) -> Tuple[int, int]:
-    """(H, W) the network runs at: ``inference_size`` if given (rounded to ``multiple``), else the
-    input size rounded to the nearest multiple of 64 (at least 64)."""
+                 multiple: int = 64, max_side: int = AUTO_MAX_SIDE) -> Tuple[int, int]:
+    """(H, W) the network runs at: ``inference_size`` if given (rounded to ``multiple``), else the input
+    size scaled down to at most ``max_side`` on its longer side, each side rounded to the nearest
+    multiple of 64 (at least 64)."""
     if inference_size is not None and len(inference_size) == 2 and all(int(s) > 0 for s in inference_size):
         height, width = int(inference_size[0]), int(inference_size[1])
+    else:
+        scale = min(1.0, max_side / max(height, width))
+        height, width = height * scale, width * scale
     return (max(multiple, int(height / multiple + 0.5) * multiple),   # half rounds up, not to even
             max(multiple, int(width / multiple + 0.5) * multiple))
 

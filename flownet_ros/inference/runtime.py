@@ -1,11 +1,13 @@
-"""Process-wide settings for per-frame inference on a CPU: thread pools and the heap allocator.
+"""Runtime settings: device and precision (one definition for inference and training), and the
+process-wide CPU settings (thread pools, heap allocator).
 
-Both change the whole process, so only entry points call them (the ROS node, the evaluate CLI,
-benchmarks), never library code.
+The process-wide ones change the whole process, so only entry points call them (the ROS node, the
+evaluation CLI, the trainer, benchmarks), never library code.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import logging
@@ -20,6 +22,37 @@ _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD_BYTES = 32 * 1024 * 1024  # glibc's maximum on 64-bit
 TRIM_THRESHOLD_BYTES = 64 * 1024 * 1024
+
+
+#: Precision names -> autocast dtype (fp32 = no autocast). fp16/bf16 need CUDA.
+PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """``auto`` = CUDA if available else CPU; ``cuda`` without CUDA raises ValueError."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available")
+    return dev
+
+
+def effective_precision(precision: str, device: torch.device) -> str:
+    """``precision`` if this device runs it, else fp32 (with a warning): reduced precision is CUDA-only."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision != "fp32" and device.type != "cuda":
+        log.warning("precision %s needs CUDA; running fp32 on %s", precision, device)
+        return "fp32"
+    return precision
+
+
+def autocast(precision: str):
+    """Context manager: CUDA autocast to fp16/bf16, or nothing for fp32."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast("cuda", dtype=PRECISIONS[precision])
 
 
 def set_cpu_threads(threads: int) -> int:

@@ -16,11 +16,12 @@ missing, unexpected or mis-shaped key raises :class:`CheckpointError` naming the
 from __future__ import annotations
 
 import os
+import pickle
 import re
 import tempfile
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import torch
 
@@ -33,6 +34,7 @@ OWN_VERSION = 1
 NORMALIZATIONS = ("sample_mean", "fixed_mean")
 FLOWNETPYTORCH_MEAN = (0.411, 0.432, 0.45)  # RGB, FlowNetPytorch training script of flownetc_EPE1.766
 KNOWN_PREFIXES = ("module.", "flownetc.", "flownets.", "model.")
+TMP_SUFFIX = ".tmp"  # save_checkpoint writes <name>.<random>.tmp, then renames it
 
 
 class CheckpointError(RuntimeError):
@@ -81,24 +83,37 @@ class ModelSpec:
         return ModelSpec(**known)
 
 
-def _read(path: Path) -> Any:
+def read_checkpoint(path, what: str = "checkpoint") -> Any:
+    """``torch.load(path, weights_only=True)`` with one clear :class:`CheckpointError` naming the file and
+    what it is when that fails: missing, empty, damaged archive, not a checkpoint, or a pickle whose
+    objects only arbitrary code could rebuild (refused: such files are never loaded)."""
+    path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {path}: file not found")
+        raise CheckpointError(f"{what} {path}: file not found")
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    if not head:
+        raise CheckpointError(f"{what} {path}: the file is empty")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for truncated / foreign files
-        raise CheckpointError(f"checkpoint {path}: not a readable PyTorch checkpoint ({_load_error(exc)})") from exc
+    except Exception as exc:  # torch raises many types for truncated / foreign files: classify by condition
+        raise CheckpointError(f"{what} {path}: {_unreadable_because(head, exc)}") from None
 
 
-def _load_error(exc: Exception) -> str:
-    """One short line for torch.load's (often multi-paragraph) error."""
-    text = str(exc)
-    unsafe = re.search(r"Unsupported global: GLOBAL (\S+)", text)
-    if unsafe:
-        return (f"it pickles the Python object {unsafe.group(1)}, which weights_only=True refuses; "
-                f"save a plain state_dict instead")
-    first = text.strip().splitlines()[0] if text.strip() else ""
-    return f"{type(exc).__name__}: {first[:200]}"
+def _unreadable_because(head: bytes, exc: Exception) -> str:
+    """Why torch.load(weights_only=True) failed, from the file's first bytes and the exception type."""
+    refused = isinstance(exc, pickle.UnpicklingError)
+    if head.startswith(b"PK\x03\x04"):  # torch.save's zip container
+        if refused:
+            named = re.search(r"GLOBAL ([\w.]+)", str(exc))  # detail only: the refusal is decided by the type
+            what = f"the Python object {named.group(1)}" if named else "Python objects"
+            return (f"its pickle refers to {what}, which only running code could rebuild, so it is refused "
+                    f"(checkpoints are loaded with weights_only=True); save a plain dict of tensors instead")
+        return "damaged or truncated PyTorch zip archive (an interrupted copy or download?)"
+    if head[:1] == b"\x80" and refused:  # a pickle stream, as old torch.save and plain pickle write
+        return ("a pickle that is not a dict of tensors, or whose objects only running code could rebuild; "
+                "refused (checkpoints are loaded with weights_only=True)")
+    return "not a PyTorch checkpoint (neither a zip archive written by torch.save nor a pickle)"
 
 
 def _strip_prefix(path: Path, sd: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
@@ -172,7 +187,7 @@ def load_checkpoint(path, spec_override: Optional[Mapping[str, Any]] = None) -> 
     FlowNetPytorch's ``flownets_from_caffe``).
     """
     path = Path(path)
-    obj = _read(path)
+    obj = read_checkpoint(path)
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"checkpoint {path}: expected a dict, got {type(obj).__name__}")
     if obj.get("format") == OWN_FORMAT:
@@ -213,15 +228,40 @@ def save_checkpoint(path, model: FlowNetBase, spec: ModelSpec, half: bool = Fals
     obj = {"format": OWN_FORMAT, "version": OWN_VERSION, "spec": spec.to_dict(), "state_dict": sd}
     if extra:
         obj.update(extra)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=TMP_SUFFIX, dir=path.parent)
     try:
-        torch.save(obj, tmp)
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(obj, fh)
+            fh.flush()
+            os.fsync(fh.fileno())  # the bytes are on disk before the rename makes them the checkpoint
         os.replace(tmp, path)
+        _fsync_dir(path.parent)  # and the rename itself survives a power cut
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # e.g. Windows cannot open directories
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def remove_stale_temporaries(directory, name: str) -> List[Path]:
+    """Delete ``<name>.*.tmp`` left in ``directory`` by a writer that was killed mid-save; returns them.
+    Call it before the one process that writes ``name`` there starts."""
+    stale = sorted(Path(directory).glob(f"{name}.*{TMP_SUFFIX}"))
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
 
 
 #: File names of the shipped default models in ``models/`` (the CUDA one is preferred on a GPU).

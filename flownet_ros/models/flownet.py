@@ -3,7 +3,8 @@
 Layer names follow the public checkpoints (flownet2-pytorch and FlowNetPytorch), so their
 state_dicts load without renaming. Every predicted flow is in units of (full-resolution
 pixels) / ``div_flow``; :meth:`FlowNetBase.forward` returns the five training scales, or in
-eval mode the flow at the input resolution in pixels.
+eval mode the flow at the input resolution in pixels; :meth:`FlowNetBase.predict` the finest
+scale in pixels, for callers that resample it themselves.
 """
 
 from __future__ import annotations
@@ -160,17 +161,22 @@ class FlowNetBase(nn.Module):
         """Skip features (conv2 of image 1, conv3_1, conv4_1, conv5_1, conv6_1)."""
         raise NotImplementedError
 
+    def predict(self, img1: torch.Tensor, img2: torch.Tensor) -> torch.Tensor:
+        """Finest prediction [B,2,H/4,W/4] in pixels of the H x W input (flow2 * div_flow).
+
+        For inference: the caller upsamples it once, straight to the resolution it needs.
+        """
+        return self.div_flow * self.decode(*self.features(img1, img2))[0]
+
     def forward(self, img1: torch.Tensor, img2: torch.Tensor):
         """img1, img2: normalised [B,3,H,W].
 
         Training: (flow2, flow3, flow4, flow5, flow6) at H/4 .. H/64, in pixels / div_flow.
         Eval: [B,2,H,W] flow in pixels at the input resolution (bilinear upsampling of flow2).
         """
-        flows = self.decode(*self.features(img1, img2))
         if self.training:
-            return flows
-        return self.div_flow * F.interpolate(flows[0], size=img1.shape[-2:], mode="bilinear",
-                                             align_corners=False)
+            return self.decode(*self.features(img1, img2))
+        return F.interpolate(self.predict(img1, img2), size=img1.shape[-2:], mode="bilinear", align_corners=False)
 
 
 class FlowNetC(FlowNetBase):
