@@ -1,7 +1,9 @@
-"""Where the package's data files (config/, launch/, models/) are: installed share/ or the source tree."""
+"""Where things are: the package's data files (config/, launch/, models/: installed share/ or the source
+tree), and the workspace for outputs and downloaded data."""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -30,3 +32,16 @@ def data_dirs() -> List[Path]:
 def find_data_file(*parts: str) -> Optional[Path]:
     """First existing ``<data dir>/<parts...>``, e.g. ``find_data_file('config', 'fastdds.xml')``."""
     return next((d.joinpath(*parts) for d in data_dirs() if d.joinpath(*parts).is_file()), None)
+
+
+def workspace() -> Path:
+    """Where default outputs (out/) and downloads (data/) go: the source checkout (with its Makefile) when
+    run from one, else the current directory (an installed package must not write into site-packages)."""
+    repo = SOURCE_ROOT
+    return repo if (repo / "Makefile").is_file() and (repo / PACKAGE).is_dir() else Path.cwd()
+
+
+def data_root() -> Path:
+    """Folder of downloaded data (photo sets, sample bag): ``$FLOWNET_ROS_DATA``, else ``<workspace>/data``."""
+    env = os.environ.get("FLOWNET_ROS_DATA")
+    return Path(env).expanduser() if env else workspace() / "data"

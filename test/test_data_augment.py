@@ -1,10 +1,14 @@
-"""Augmentation keeps images and flow consistent; photometric changes leave the flow untouched."""
+"""Augmentation keeps images and flow consistent; photometric changes (on the device, in torch) leave the
+flow untouched."""
 
 import numpy as np
 import pytest
+import torch
+from test_data_generator import NO_CAMERA
 
 from flownet_ros.data.augment import Augmentor, sample_flow
-from flownet_ros.data.procedural import ProceduralFlowDataset
+from flownet_ros.data.generator import GeneratedFlowDataset
+from flownet_ros.data.photometric import PaperAugmentConfig, paper_augment
 from flownet_ros.flow.warping import inside_mask, warp_backward
 
 SIZE = (96, 128)
@@ -13,8 +17,15 @@ CROP = (64, 96)
 
 @pytest.fixture(scope="module")
 def samples():
-    ds = ProceduralFlowDataset(size=SIZE, length=6, seed=11)
+    ds = GeneratedFlowDataset(size=SIZE, length=6, seed=11, photos="skimage", camera=NO_CAMERA, defocus_prob=0.0)
     return [ds[i] for i in range(len(ds))]
+
+
+def translation_only(seed=2):
+    """One generated pair whose flow is a single translation (no objects, rotation, zoom, perspective)."""
+    return GeneratedFlowDataset(size=SIZE, length=1, seed=seed, photos="skimage", camera=NO_CAMERA, defocus_prob=0.0,
+                                min_objects=0, max_objects=0, rotation_deg=(0.0, 0.0), log_zoom=(0.0, 0.0),
+                                perspective=0.0, static_camera_prob=0.0, motion_px=(8.0, 12.0))[0]
 
 
 def _valid_error(s):
@@ -26,7 +37,7 @@ def test_geometric_augmentation_keeps_flow_consistent(samples):
     """Same honest bound as for the generator itself: each image is resampled once more, so
     the per-pair median stays below 2 grey levels and the mean over pairs below 2.5; a flow that is
     off by 2 px (or the un-transformed flow) does far worse."""
-    aug = Augmentor(crop=CROP, photometric=False)
+    aug = Augmentor(crop=CROP)
     means = []
     for i, s in enumerate(samples):
         for j in range(3):
@@ -51,10 +62,9 @@ def test_flow_is_transformed_by_scale_and_rotation():
     """Background-only pure translation (flow constant t): after zoom s of both images (no
     relative transform) the flow is s * t; with a rotation r it is s * R(r) t: constant, of
     length s |t|, turned by at most the rotation range."""
-    s = ProceduralFlowDataset(size=SIZE, length=1, seed=2, min_objects=0, max_objects=0, bg_rotation_deg=0.0,
-                              bg_log_scale=0.0, blur_prob=0.0)[0]
+    s = translation_only()
     t = s["flow"][0, 0].astype(np.float64)
-    fixed = dict(crop=CROP, photometric=False, scale=(1.5, 1.5), rel_translate=0.0, rel_rotate=0.0,
+    fixed = dict(crop=CROP, scale=(1.5, 1.5), rel_translate=0.0, rel_rotate=0.0,
                  rel_scale=(1.0, 1.0))
     out = Augmentor(rotate=0.0, **fixed)(s, np.random.default_rng(0))
     assert out["valid"].mean() > 0.5
@@ -71,9 +81,8 @@ def test_flow_is_transformed_by_scale_and_rotation():
 
 def test_relative_transform_moves_image2_only():
     """A relative translation of image 2 alone adds exactly that translation to the flow."""
-    s = ProceduralFlowDataset(size=SIZE, length=1, seed=2, min_objects=0, max_objects=0, bg_rotation_deg=0.0,
-                              bg_log_scale=0.0, blur_prob=0.0)[0]
-    base = dict(crop=CROP, photometric=False, translate=0.0, rotate=0.0, scale=(1.0, 1.0), rel_rotate=0.0,
+    s = translation_only()
+    base = dict(crop=CROP, translate=0.0, rotate=0.0, scale=(1.0, 1.0), rel_rotate=0.0,
                 rel_scale=(1.0, 1.0))
     plain = Augmentor(rel_translate=0.0, **base)(s, np.random.default_rng(0))
     moved = Augmentor(rel_translate=0.1, **base)(s, np.random.default_rng(0))
@@ -91,7 +100,7 @@ def test_plain_crop_is_exact():
     img1 = rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)
     flow = rng.normal(0, 3, (40, 50, 2)).astype(np.float32)
     s = {"img1": img1, "img2": img1[::-1].copy(), "flow": flow, "valid": np.ones((40, 50), bool)}
-    out = Augmentor(crop=(20, 30), geometric=False, photometric=False)(s, np.random.default_rng(5))
+    out = Augmentor(crop=(20, 30), geometric=False)(s, np.random.default_rng(5))
     # find the crop offset from image 1 and check the others use the same one
     found = [(y, x) for y in range(21) for x in range(21) if np.array_equal(img1[y:y + 20, x:x + 30], out["img1"])]
     assert len(found) == 1
@@ -103,26 +112,30 @@ def test_plain_crop_is_exact():
         Augmentor(crop=(60, 30), geometric=False)(s, np.random.default_rng(0))
 
 
-def test_photometric_leaves_flow_untouched_and_changes_images(samples):
+def _tensors(*imgs):
+    return [torch.from_numpy(i).permute(2, 0, 1)[None].float() / 255.0 for i in imgs]
+
+
+def test_photometric_changes_images_alike_and_keeps_brightness_constancy(samples):
+    """The paper's photometric augmentation (torch, batched) changes both frames; with the same parameters
+    for both (no noise, no relative change) the warp error stays far below the change itself, and a frame
+    pair of identical images stays identical. The flow is not an input: it cannot change."""
     s = samples[0]
-    aug = Augmentor(crop=None, geometric=False)
-    out = aug(s, np.random.default_rng(3))
-    assert out["flow"] is s["flow"] and out["valid"] is s["valid"]
-    assert out["img1"].dtype == np.uint8 and out["img1"].shape == s["img1"].shape
-    assert np.abs(out["img1"].astype(int) - s["img1"]).mean() > 1.0
-    # both images get the same change: without noise and relative change,
-    # brightness constancy survives, so the warp error stays far below the change itself
-    quiet = Augmentor(crop=None, geometric=False, noise=(0, 0), rel_brightness=0, rel_colour=0)
+    a, b = _tensors(s["img1"], s["img2"])
+    out1, _ = paper_augment(a, b, [np.random.default_rng(3)])
+    assert out1.shape == a.shape and (out1 - a).abs().mean() * 255 > 1.0
+    quiet = PaperAugmentConfig(noise=(0.0, 0.0), rel_brightness=0.0, rel_colour=0.0)
     for k in range(4):
-        q = quiet(s, np.random.default_rng(k))
-        change = np.abs(q["img1"].astype(int) - s["img1"]).mean()
-        assert _valid_error(q).mean() < 0.25 * change
-    # without noise, relative change and gamma the transform is the same monotone map for both
-    exact = Augmentor(crop=None, geometric=False, noise=(0, 0), rel_brightness=0, rel_colour=0)
-    o2 = exact({"img1": s["img1"], "img2": s["img1"].copy(), "flow": s["flow"], "valid": s["valid"]},
-               np.random.default_rng(4))
-    np.testing.assert_array_equal(o2["img1"], o2["img2"])
-    assert s["img1"] is samples[0]["img1"]  # input untouched
+        q1, q2 = paper_augment(a, b, [np.random.default_rng(k)], quiet)
+        img1, img2 = ((t[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8) for t in (q1, q2))
+        change = np.abs(img1.astype(int) - s["img1"]).mean()
+        err = np.abs(warp_backward(img2, s["flow"]) - img1.astype(np.float32)).mean(axis=2)[s["valid"]]
+        assert err.mean() < 0.25 * change
+    same1, same2 = paper_augment(a, a.clone(), [np.random.default_rng(4)], quiet)
+    torch.testing.assert_close(same1, same2, rtol=0, atol=0)
+    # one generator per sample: a sample's change does not depend on its batch
+    both1, _ = paper_augment(torch.cat([a, b]), torch.cat([b, a]), [np.random.default_rng(3), np.random.default_rng(9)])
+    torch.testing.assert_close(both1[:1], out1, rtol=0, atol=0)
 
 
 def test_sample_flow_uses_nearest_across_motion_boundaries():
@@ -143,4 +156,4 @@ def test_bad_parameters():
     with pytest.raises(ValueError):
         Augmentor(crop=(0, 10))
     with pytest.raises(ValueError):
-        Augmentor(colour=(0.0, 1.0))
+        Augmentor(rel_scale=(0.0, 1.0))

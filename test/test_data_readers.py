@@ -4,8 +4,16 @@ import cv2
 import numpy as np
 import pytest
 
-from flownet_ros.data import (KITTI, FlowListDataset, FlyingChairs, ProceduralFlowDataset, Sintel, build_dataset,
-                              export_chairs, read_image)
+from flownet_ros.data import (
+    KITTI,
+    FlowListDataset,
+    FlyingChairs,
+    GeneratedFlowDataset,
+    Sintel,
+    build_dataset,
+    export_chairs,
+    read_image,
+)
 from flownet_ros.flow import FlowFileError, write_flo, write_kitti_flow
 
 H, W = 24, 32
@@ -30,8 +38,8 @@ def _check_item(item, h=H, w=W):
 
 def test_flying_chairs_on_exported_files(tmp_path):
     root = tmp_path / "FlyingChairs_release" / "data"
-    export_chairs(root, n=5, size=(H, W), seed=9)
-    gen = ProceduralFlowDataset(size=(H, W), length=5, seed=9)
+    export_chairs(root, n=5, size=(H, W), seed=9, photos="skimage")
+    gen = GeneratedFlowDataset(size=(H, W), length=5, seed=9, photos="skimage")
     train = FlyingChairs(root, split="train")
     val = FlyingChairs(root, split="val")
     every = FlyingChairs(root.parent, split="all")  # the release folder with data/ inside
@@ -48,7 +56,7 @@ def test_flying_chairs_on_exported_files(tmp_path):
 
 def test_flying_chairs_errors(tmp_path):
     root = tmp_path / "chairs"
-    export_chairs(root, n=3, size=(H, W), seed=1)
+    export_chairs(root, n=3, size=(H, W), seed=1, photos="skimage")
     (root / "00002_flow.flo").write_bytes(b"PIEH")
     with pytest.raises(FlowFileError, match="00002_flow.flo"):
         FlyingChairs(root, split="all")[1]
@@ -133,7 +141,7 @@ def test_kitti(tmp_path, version, img_dir):
 
 
 def test_flow_list(tmp_path):
-    export_chairs(tmp_path / "c", n=2, size=(H, W), seed=4)
+    export_chairs(tmp_path / "c", n=2, size=(H, W), seed=4, photos="skimage")
     write_kitti_flow(tmp_path / "k.png", np.ones((H, W, 2), np.float32), np.ones((H, W), bool))
     lst = tmp_path / "pairs.txt"
     lst.write_text("# img1 img2 flow\n"
@@ -141,7 +149,7 @@ def test_flow_list(tmp_path):
                    f"{tmp_path}/c/00002_img1.ppm c/00002_img2.ppm k.png  # KITTI-format flow\n")
     ds = build_dataset({"type": "list", "list_file": str(lst)})
     assert isinstance(ds, FlowListDataset) and len(ds) == 2
-    gen = ProceduralFlowDataset(size=(H, W), length=2, seed=4)
+    gen = GeneratedFlowDataset(size=(H, W), length=2, seed=4, photos="skimage")
     np.testing.assert_array_equal(ds[0]["flow"], gen[0]["flow"])
     _check_item(ds[1])
     assert (ds[1]["flow"] == 1).all() and ds[1]["valid"].all()
@@ -173,7 +181,8 @@ def test_read_image_conversions(tmp_path):
 def test_build_dataset_errors():
     with pytest.raises(ValueError, match="dataset type"):
         build_dataset({"type": "imagenet"})
-    with pytest.raises(TypeError, match="procedural"):
-        build_dataset({"type": "procedural", "size": [16, 16], "colour": 3})
-    ds = build_dataset({"type": "procedural", "size": [16, 24], "length": 3, "seed": 1, "max_objects": 4})
+    with pytest.raises(TypeError, match="generated"):
+        build_dataset({"type": "generated", "size": [16, 16], "colour": 3})
+    ds = build_dataset({"type": "generated", "size": [16, 24], "length": 3, "seed": 1, "max_objects": 4,
+                        "photos": "skimage"})
     assert len(ds) == 3 and ds[0]["img1"].shape == (16, 24, 3)

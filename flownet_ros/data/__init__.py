@@ -3,41 +3,63 @@
 Every dataset is a ``torch.utils.data.Dataset`` whose item is a dict
 ``{'img1': uint8 [H,W,3] RGB, 'img2': same, 'flow': float32 [H,W,2] pixels (img1 -> img2),
 'valid': bool [H,W]}``. :func:`build_dataset` builds one from a config mapping such as
-``{'type': 'chairs', 'root': '/data/FlyingChairs_release', 'split': 'val'}``.
+``{'type': 'chairs', 'root': '/data/FlyingChairs_release', 'split': 'val'}``: the one place that does
+it, for training configs and for evaluation.
 """
 
+import importlib
 from typing import Any, Mapping
 
 from torch.utils.data import Dataset
 
 from flownet_ros.data.augment import Augmentor
 from flownet_ros.data.datasets import KITTI, FlowListDataset, FlowPairDataset, FlyingChairs, Sintel, read_image
-from flownet_ros.data.procedural import ProceduralConfig, ProceduralFlowDataset, export_chairs, render_pair
+from flownet_ros.data.generator import GeneratedFlowDataset, SceneConfig, export_chairs
+from flownet_ros.data.realimages import RealImagePairs
 
 #: ``type`` names accepted by :func:`build_dataset` and the classes they build (kwargs = the rest).
 DATASET_TYPES = {
-    "procedural": ProceduralFlowDataset,
+    "generated": GeneratedFlowDataset,
     "chairs": FlyingChairs,
     "sintel": Sintel,
     "kitti": KITTI,
     "list": FlowListDataset,
+    "real": RealImagePairs,
 }
 
 
+def import_target(target: str):
+    """``package.module:Name`` -> the object (``type: python`` datasets: your own class)."""
+    if ":" not in str(target):
+        raise ValueError(f"dataset target {target!r} must look like 'package.module:ClassName'")
+    module, name = str(target).split(":", 1)
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"cannot import {target!r}: {exc}") from exc
+
+
 def build_dataset(spec: Mapping[str, Any]) -> Dataset:
-    """``{'type': name, **kwargs}`` -> dataset; unknown types or keyword arguments raise errors
-    that name the dataset type and the accepted values."""
+    """``{'type': name, **kwargs}`` -> dataset (``type: python`` with ``target: 'pkg.module:Class'`` for
+    your own class). Lists become tuples (YAML has no tuples). Unknown types or keyword arguments raise
+    errors that name the dataset type and the accepted values."""
     spec = dict(spec)
     kind = spec.pop("type", None)
+    kwargs = {k: tuple(v) if isinstance(v, list) and k in ("size", "crop") else v for k, v in spec.items()
+              if k != "target"}
+    if kind == "python":
+        if "target" not in spec:
+            raise ValueError("dataset type 'python' needs target: 'package.module:ClassName'")
+        return import_target(spec["target"])(**kwargs)
     if kind not in DATASET_TYPES:
-        raise ValueError(f"dataset type must be one of {sorted(DATASET_TYPES)}, got {kind!r}")
+        raise ValueError(f"dataset type must be one of {sorted(DATASET_TYPES) + ['python']}, got {kind!r}")
     cls = DATASET_TYPES[kind]
     try:
-        return cls(**spec)
+        return cls(**kwargs)
     except TypeError as err:
         raise TypeError(f"dataset type {kind!r} ({cls.__name__}): {err}") from err
 
 
-__all__ = ["Augmentor", "DATASET_TYPES", "FlowListDataset", "FlowPairDataset", "FlyingChairs", "KITTI",
-           "ProceduralConfig", "ProceduralFlowDataset", "Sintel", "build_dataset", "export_chairs",
-           "read_image", "render_pair"]
+__all__ = ["Augmentor", "DATASET_TYPES", "FlowListDataset", "FlowPairDataset", "FlyingChairs", "GeneratedFlowDataset",
+           "KITTI", "RealImagePairs", "SceneConfig", "Sintel", "build_dataset", "export_chairs", "import_target",
+           "read_image"]

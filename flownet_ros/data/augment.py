@@ -1,14 +1,13 @@
-"""FlowNet training augmentation (Dosovitskiy et al. 2015, section 4 of the reference notes).
+"""FlowNet's geometric training augmentation (Dosovitskiy et al. 2015, section 4), for datasets of files.
 
-Geometric: one random similarity transform (translation, rotation, scale) applied to both images
-plus a smaller relative one applied to the second image only; the output is a crop of fixed size.
-The flow is transformed consistently: for an output pixel p of image 1, with x = G1^-1(p) in the
-input image 1, the new flow is G2(x + flow(x)) - p. Pixels whose source leaves input image 1,
-whose input flow is invalid, or whose target leaves the output crop become invalid.
+One random similarity transform (translation, rotation, scale) applied to both images plus a smaller
+relative one applied to the second image only; the output is a crop of fixed size. The flow is
+transformed consistently: for an output pixel p of image 1, with x = G1^-1(p) in the input image 1,
+the new flow is G2(x + flow(x)) - p. Pixels whose source leaves input image 1, whose input flow is
+invalid, or whose target leaves the output crop become invalid.
 
-Photometric (flow untouched): contrast, per-channel multiplicative colour, gamma, additive
-brightness (same parameters for both images, plus a small relative change on image 2) and
-independent Gaussian noise per image.
+The photometric half of the paper's augmentation runs batched on the training device
+(:func:`flownet_ros.data.photometric.paper_augment`); the photo generator renders its own geometry.
 
 Usage: ``aug = Augmentor(crop=(320, 448)); sample = aug(sample, np.random.default_rng(seed))`` on
 the item dicts of :mod:`flownet_ros.data` (img1/img2 uint8 [H,W,3], flow float32 [H,W,2] px,
@@ -77,30 +76,23 @@ def sample_flow(flow: np.ndarray, valid: np.ndarray, x: np.ndarray, y: np.ndarra
 
 
 class Augmentor:
-    """FlowNet augmentation; ``aug(sample, rng) -> sample`` (new dict, input untouched).
+    """Geometric FlowNet augmentation; ``aug(sample, rng) -> sample`` (new dict, input untouched).
 
-    Geometric parameters: ``translate`` (fraction of the input size, uniform +-), ``rotate``
-    (degrees, uniform +-), ``scale`` (zoom range, uniform), and the relative transform of image 2:
-    ``rel_translate`` (fraction of the crop size), ``rel_rotate`` (degrees), ``rel_scale`` (range).
-    Photometric: ``contrast`` (c: (x - mean)(1 + c) + mean), ``colour`` (per-channel factor,
-    log-uniform), ``gamma``, ``brightness`` (std of an additive shift on the 0..1 scale),
-    ``noise`` (range of the Gaussian noise std, 0..1 scale), ``rel_brightness`` / ``rel_colour``
-    (std of the extra change of image 2). Defaults are the paper's values.
+    ``translate`` (fraction of the input size, uniform +-), ``rotate`` (degrees, uniform +-), ``scale``
+    (zoom range, uniform), and the relative transform of image 2: ``rel_translate`` (fraction of the crop
+    size), ``rel_rotate`` (degrees), ``rel_scale`` (range). ``geometric=False``: a plain random crop.
+    Defaults are the paper's values.
     """
 
     def __init__(self, crop: Optional[Sequence[int]] = (320, 448), geometric: bool = True,
-                 photometric: bool = True, translate: float = 0.2, rotate: float = 17.0,
-                 scale: Sequence[float] = (0.9, 2.0), rel_translate: float = 0.03, rel_rotate: float = 3.0,
-                 rel_scale: Sequence[float] = (0.95, 1.05), contrast: Sequence[float] = (-0.8, 0.4),
-                 colour: Sequence[float] = (0.5, 2.0), gamma: Sequence[float] = (0.7, 1.5),
-                 brightness: float = 0.2, noise: Sequence[float] = (0.0, 0.04), rel_brightness: float = 0.02,
-                 rel_colour: float = 0.02):
+                 translate: float = 0.2, rotate: float = 17.0, scale: Sequence[float] = (0.9, 2.0),
+                 rel_translate: float = 0.03, rel_rotate: float = 3.0, rel_scale: Sequence[float] = (0.95, 1.05)):
         if crop is not None:
             if len(crop) != 2 or min(int(c) for c in crop) < 1:
                 raise ValueError(f"crop must be (H, W) with positive sizes, got {crop}")
             crop = (int(crop[0]), int(crop[1]))
         self.crop = crop
-        self.geometric, self.photometric = bool(geometric), bool(photometric)
+        self.geometric = bool(geometric)
         self.translate, self.rotate = float(translate), float(rotate)
         self.scale = _pair(scale, "scale")
         if self.scale[0] <= 0:
@@ -109,27 +101,14 @@ class Augmentor:
         self.rel_scale = _pair(rel_scale, "rel_scale")
         if self.rel_scale[0] <= 0:
             raise ValueError(f"rel_scale must be positive, got {rel_scale}")
-        self.contrast = _pair(contrast, "contrast")
-        self.colour = _pair(colour, "colour")
-        if self.colour[0] <= 0:
-            raise ValueError(f"colour factors must be positive, got {colour}")
-        self.gamma = _pair(gamma, "gamma")
-        if self.gamma[0] <= 0:
-            raise ValueError(f"gamma must be positive, got {gamma}")
-        self.brightness = float(brightness)
-        self.noise = _pair(noise, "noise")
-        self.rel_brightness, self.rel_colour = float(rel_brightness), float(rel_colour)
 
     def __repr__(self) -> str:
         return f"Augmentor({', '.join(f'{k}={v!r}' for k, v in vars(self).items())})"
 
     def __call__(self, sample: Dict[str, np.ndarray], rng: np.random.Generator) -> Dict[str, np.ndarray]:
-        out = dict(sample)
         if self.geometric or self.crop is not None:
-            out = self.geometric_transform(out, rng)
-        if self.photometric:
-            out["img1"], out["img2"] = self.photometric_transform(out["img1"], out["img2"], rng)
-        return out
+            return self.geometric_transform(dict(sample), rng)
+        return dict(sample)
 
     # -- geometry -------------------------------------------------------------------------------
     def sample_transforms(self, rng: np.random.Generator, in_size: Tuple[int, int], out_size: Tuple[int, int]
@@ -189,37 +168,3 @@ class Augmentor:
         ok &= (px >= 0) & (px <= ow - 1) & (py >= 0) & (py <= oh - 1)
         new_flow[~ok] = 0.0
         return {**sample, "img1": out_img1, "img2": out_img2, "flow": new_flow, "valid": ok}
-
-    # -- photometry -----------------------------------------------------------------------------
-    def photometric_transform(self, img1: np.ndarray, img2: np.ndarray, rng: np.random.Generator
-                              ) -> Tuple[np.ndarray, np.ndarray]:
-        """Same contrast/colour/gamma/brightness on both uint8 images (+ a small relative change
-        on image 2) and independent noise -> two uint8 images. The per-value maps are applied
-        as 256-entry lookup tables."""
-        mean = 0.5 * (float(img1.mean()) + float(img2.mean())) / 255.0
-        contrast = 1.0 + rng.uniform(*self.contrast)
-        lo, hi = np.log(self.colour[0]), np.log(self.colour[1])
-        colour = np.exp(rng.uniform(lo, hi, 3))
-        gamma = rng.uniform(*self.gamma)
-        bright = rng.normal(0, self.brightness) if self.brightness > 0 else 0.0
-        rel_colour = np.exp(rng.normal(0, self.rel_colour, 3)) if self.rel_colour > 0 else np.ones(3)
-        rel_bright = rng.normal(0, self.rel_brightness) if self.rel_brightness > 0 else 0.0
-        sigmas = rng.uniform(*self.noise, 2)
-        values = np.arange(256, dtype=np.float64)[:, None] / 255.0  # [256,1]
-        # one standard-normal field serves both images: image 2 uses it rotated by 180 degrees,
-        # so every pixel gets an independent draw (for sizes >1 px) at half the cost
-        noise = rng.standard_normal(img1.shape, dtype=np.float32) if max(sigmas) > 0 else None
-        outs = []
-        for i, (img, col, add, sigma) in enumerate(((img1, colour, bright, sigmas[0]),
-                                                    (img2, colour * rel_colour, bright + rel_bright, sigmas[1]))):
-            lut = np.clip(((values - mean) * contrast + mean) * col[None, :], 0.0, 1.0) ** gamma + add  # [256,3]
-            lut = (lut * 255.0).astype(np.float32).reshape(256, 1, 3)
-            out = cv2.LUT(np.ascontiguousarray(img), lut)
-            if sigma > 0 and noise.shape == out.shape:
-                out += (noise if i == 0 else noise[::-1, ::-1]) * np.float32(255.0 * sigma)
-            elif sigma > 0:
-                out += rng.standard_normal(out.shape, dtype=np.float32) * np.float32(255.0 * sigma)
-            out += np.float32(0.5)
-            np.clip(out, 0, 255, out=out)
-            outs.append(out.astype(np.uint8))
-        return outs[0], outs[1]
