@@ -28,8 +28,8 @@ def test_loss_constant_flow_zero_prediction():
     out = MultiScaleEPE()(zeros_preds(), flow)
     expected = 0.005 * 256 + 0.01 * 64 + 0.02 * 16 + 0.08 * 4 + 0.32 * 1
     assert out.total.item() == pytest.approx(expected, rel=1e-6)  # 2.88
-    assert out.per_scale["flow2"] == pytest.approx(256.0)
-    assert out.epe_px["flow6"] == pytest.approx(20.0)
+    assert float(out.per_scale["flow2"]) == pytest.approx(256.0)
+    assert float(out.epe_px["flow6"]) == pytest.approx(20.0)
 
 
 def test_loss_pythagorean_error_and_batch_normalisation():
@@ -37,7 +37,7 @@ def test_loss_pythagorean_error_and_batch_normalisation():
     preds = [p + torch.tensor([0.15, 0.2]).view(1, 2, 1, 1) for p in zeros_preds(2)]
     out = MultiScaleEPE()(preds, flow)
     single = MultiScaleEPE()([p[:1] for p in preds], flow[:1])
-    assert out.epe_px["flow2"] == pytest.approx(5.0, rel=1e-5)
+    assert float(out.epe_px["flow2"]) == pytest.approx(5.0, rel=1e-5)
     assert out.total.item() == pytest.approx(0.25 * 2.88, rel=1e-5)
     assert out.total.item() == pytest.approx(single.total.item(), rel=1e-6)  # sum over pixels / batch
 
@@ -109,7 +109,7 @@ def test_config_defaults_overrides_and_errors(tmp_path, repo):
     cfg = load_config(repo / "config" / "train_cpu.yaml",
                       ["train.iterations=7", "data.train.size=[64, 64]", "data.augment=null"])
     assert cfg["train"]["iterations"] == 7 and cfg["data"]["augment"] == {}
-    assert cfg["data"]["train"]["size"] == [64, 64] and cfg["data"]["train"]["type"] == "procedural"
+    assert cfg["data"]["train"]["size"] == [64, 64] and cfg["data"]["train"]["type"] == "generated"
     bad = tmp_path / "bad.yaml"
     bad.write_text("optim:\n  lrr: 0.1\n")
     with pytest.raises(ConfigError, match="optim.lrr"):
@@ -122,12 +122,12 @@ def test_config_defaults_overrides_and_errors(tmp_path, repo):
 
 # ----------------------------------------------------------------------------- training runs
 def tiny_config(tmp_path, name="run", **train):
-    """64x64 procedural pairs, FlowNetC width 0.125: a few iterations take seconds."""
+    """64x64 generated pairs (scikit-image's photos), FlowNetC width 0.125: a few iterations take seconds."""
     cfg = {
         "model": {"arch": "flownetc", "width": 0.125},
-        "data": {"train": {"type": "procedural", "size": [64, 64], "length": 4, "seed": 0,
-                           "bg_translation": 40.0, "obj_translation": 60.0},  # a few px at 64x64
-                 "val": {"type": "procedural", "size": [64, 64], "length": 2, "seed": 99},
+        "data": {"train": {"type": "generated", "size": [64, 64], "length": 4, "seed": 0, "photos": "skimage",
+                           "motion_px": [8.0, 60.0]},  # 1-7.5 px at 64x64
+                 "val": {"type": "generated", "size": [64, 64], "length": 2, "seed": 99, "photos": "skimage"},
                  "augment": None, "batch_size": 4, "num_workers": 0},
         "optim": {"lr": 3.0e-3},
         "schedule": {"warmup_start_lr": 1.0e-4, "warmup_iters": 2},
@@ -142,9 +142,9 @@ def tiny_config(tmp_path, name="run", **train):
 
 def batch_loss(checkpoint, data_cfg):
     """Multi-scale loss of a checkpoint on the 4 fixed training pairs (train-mode outputs)."""
+    from flownet_ros.data import build_dataset
     from flownet_ros.inference.preprocess import normalize_pair
     from flownet_ros.train.data import collate
-    from flownet_ros.train.datasets import build_dataset
 
     model, spec = load_checkpoint(checkpoint)
     ds = build_dataset(data_cfg)
@@ -199,14 +199,23 @@ def test_resume_gives_bit_identical_weights(tmp_path):
     assert any(not torch.equal(mid["state_dict"][k], b["state_dict"][k]) for k in b["state_dict"])
 
 
-def test_resume_rejects_a_foreign_checkpoint(tmp_path):
-    from flownet_ros.models import build_model, save_checkpoint, ModelSpec
-    cfg_path = tiny_config(tmp_path)
-    plain = save_checkpoint(tmp_path / "plain.pt", build_model("flownetc", 0.125), ModelSpec(width=0.125))
-    with pytest.raises(ValueError, match="optimizer"):
-        train_main(["--config", str(cfg_path), "--no-progress", "--resume", str(plain)])
-    with pytest.raises(FileNotFoundError):
-        train_main(["--config", str(cfg_path), "--no-progress", "--resume", str(tmp_path / "nope.pt")])
+def test_resume_rejects_bad_files_with_one_line_naming_them(tmp_path, capsys):
+    """A model file (not a training checkpoint), a missing, a truncated and a random file: exit 2 and one
+    error line naming the file and what is wrong; never a traceback, never advice to disable weights_only."""
+    from flownet_ros.models import ModelSpec, build_model, save_checkpoint
+    cfg_path = tiny_config(tmp_path, iterations=2)
+    save_checkpoint(tmp_path / "plain.pt", build_model("flownetc", 0.125), ModelSpec(width=0.125))
+    assert train_main(["--config", str(cfg_path), "--no-progress", "--stop-at", "1"]) == 0
+    good = (tmp_path / "run" / "checkpoint.pt").read_bytes()
+    (tmp_path / "truncated.pt").write_bytes(good[: len(good) // 2])
+    (tmp_path / "random.pt").write_bytes(np.random.default_rng(0).bytes(4096))
+    capsys.readouterr()
+    for name, why in (("plain.pt", "optimizer"), ("nope.pt", "not found"), ("truncated.pt", "truncated"),
+                      ("random.pt", "not a PyTorch checkpoint")):
+        assert train_main(["--config", str(cfg_path), "--no-progress", "--resume", str(tmp_path / name)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and str(tmp_path / name) in err and why in err, err
+        assert "weights_only=False" not in err and "weights_only` set to `False" not in err
 
 
 class ShiftedNoise(torch.utils.data.Dataset):

@@ -39,16 +39,24 @@ def main(argv=None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    from flownet_ros.train.trainer import CHECKPOINT, Trainer  # heavy imports after argument checks
+    from flownet_ros.models.checkpoint import CheckpointError  # heavy imports after argument checks
+    from flownet_ros.train.trainer import CHECKPOINT, Trainer
 
     command = "python -m flownet_ros.train " + " ".join(shlex.quote(a) for a in
                                                         (sys.argv[1:] if argv is None else argv))
-    trainer = Trainer(cfg, command=command, config_path=args.config)
+    try:
+        trainer = Trainer(cfg, command=command, config_path=args.config)
+    except (CheckpointError, ValueError, TypeError, OSError) as exc:  # model.init, datasets, photos
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     try:
         if args.resume:
             path = Path(cfg["train"]["out_dir"]) / CHECKPOINT if args.resume == "auto" else Path(args.resume)
             trainer.resume(path)
         summary = trainer.fit(stop_at=args.stop_at, max_minutes=args.max_minutes, progress=not args.no_progress)
+    except CheckpointError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     finally:
         trainer.close()
     if trainer.env.is_main:

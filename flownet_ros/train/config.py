@@ -13,6 +13,8 @@ from typing import Any, Dict, Iterable, Mapping
 
 import yaml
 
+from flownet_ros.inference.runtime import PRECISIONS
+
 #: Sections whose contents are free-form keyword arguments for the data module.
 FREE_FORM = {("data", "train"), ("data", "val"), ("data", "augment")}
 
@@ -28,9 +30,12 @@ DEFAULTS: Dict[str, Any] = {
         "init_scheme": "kaiming",    # from scratch: kaiming (FlowNetPytorch: He-normal, zero bias) | pytorch
     },
     "data": {
-        "train": {"type": "procedural", "size": [384, 512], "length": 1000000, "seed": 0},
-        "val": {"type": "procedural", "size": [256, 320], "length": 32, "seed": 100000},
-        "augment": {"crop": [256, 320]},  # flownet_ros.data.augment.Augmentor kwargs; {} or null = none
+        "train": {"type": "generated", "size": [320, 448], "length": 1000000, "seed": 0},
+        "val": {"type": "generated", "size": [320, 448], "length": 32, "seed": 100000},
+        # paper augmentation: photometric keys (flownet_ros.data.photometric.PaperAugmentConfig) run on the
+        # device for every dataset; geometric ones (flownet_ros.data.augment.Augmentor, e.g. crop) are for
+        # datasets of files only; {} or null = none
+        "augment": {"photometric": True},
         "batch_size": 8,             # global batch (all processes together)
         "num_workers": 0,            # DataLoader worker processes per rank
     },
@@ -52,8 +57,9 @@ DEFAULTS: Dict[str, Any] = {
     "train": {
         "iterations": 600000,
         "seed": 0,
-        "amp": "none",               # none | bf16 | fp16 (CUDA only; ignored on CPU with a warning)
-        "threads": 0,                # torch.set_num_threads per process; 0 = leave torch's default
+        "amp": "fp32",               # fp32 | bf16 | fp16 autocast (CUDA only; fp32 on CPU with a warning)
+        "channels_last": False,      # NHWC activations (faster convolutions on recent GPUs)
+        "threads": 0,                # CPU threads of torch and OpenCV per process; 0 = leave the defaults
         "out_dir": "runs/train",
         "checkpoint_every": 1000,    # iterations between atomic checkpoint.pt writes
         "snapshot_every": 0,         # also keep checkpoint_<iter>.pt every N iterations; 0 = off
@@ -154,7 +160,7 @@ def check_config(cfg: Mapping[str, Any]) -> None:
     need(int(s["warmup_iters"]) >= 0 and int(s["halve_every"]) >= 1 and int(s["halve_after"]) >= 0,
          "schedule: warmup_iters >= 0, halve_after >= 0, halve_every >= 1")
     need(int(t["iterations"]) >= 1, "train.iterations must be >= 1")
-    need(t["amp"] in ("none", "bf16", "fp16"), f"train.amp must be none, bf16 or fp16, got {t['amp']!r}")
+    need(t["amp"] in PRECISIONS, f"train.amp must be one of {', '.join(PRECISIONS)}, got {t['amp']!r}")
     for key in ("checkpoint_every", "snapshot_every", "log_every", "val_every", "threads"):
         need(int(t[key]) >= 0, f"train.{key} must be >= 0")
     need(t["device"] in ("auto", "cpu", "cuda"), f"train.device must be auto, cpu or cuda, got {t['device']!r}")

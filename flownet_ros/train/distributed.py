@@ -17,6 +17,8 @@ import torch.distributed as dist
 
 @dataclass
 class DistEnv:
+    """The place of this process in the run: rank, world size, device, whether a process group exists."""
+
     rank: int
     world_size: int
     local_rank: int

@@ -46,12 +46,14 @@ def epe_sum(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> to
 
 @dataclass
 class LossOutput:
-    """total: weighted sum (scalar tensor with grad); per_scale: unweighted terms (floats, /div_flow
-    units, sum over pixels / batch); epe_px: mean EPE in pixels over valid pixels, per scale."""
+    """total: weighted sum (scalar tensor with grad); per_scale: unweighted terms (/div_flow units, sum
+    over pixels / batch); epe_px: mean EPE in pixels over valid pixels, per scale. The per-scale values
+    are detached scalar tensors: reading them (``float``) waits for the device, so the trainer does it
+    only when it logs."""
 
     total: torch.Tensor
-    per_scale: Dict[str, float]
-    epe_px: Dict[str, float]
+    per_scale: Dict[str, torch.Tensor]
+    epe_px: Dict[str, torch.Tensor]
 
 
 class MultiScaleEPE(torch.nn.Module):
@@ -77,7 +79,6 @@ class MultiScaleEPE(torch.nn.Module):
             t, v = downsample_target(target, valid, tuple(pred.shape[-2:]))
             term = epe_sum(pred, t, v) / batch
             total = total + w * term
-            per_scale[name] = float(term.detach())
-            n = float(v.sum())
-            epe_px[name] = float(term.detach()) * batch * self.div_flow / n if n > 0 else 0.0
+            per_scale[name] = term.detach()
+            epe_px[name] = term.detach() * batch * self.div_flow / v.sum().clamp_min(1)
         return LossOutput(total=total, per_scale=per_scale, epe_px=epe_px)

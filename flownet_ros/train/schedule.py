@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class PaperSchedule:
+    """Learning rate at an iteration: linear warm-up, constant, then halved at regular intervals."""
+
     lr: float = 1e-4
     warmup_start_lr: float = 1e-6
     warmup_iters: int = 10000

@@ -1,98 +1,57 @@
-"""FlowNet trainer: one code path for 1 process and ``torchrun`` with N processes.
+"""FlowNet trainer: one code path for 1 process and ``torchrun`` with N processes, CPU or CUDA.
 
 State written to ``<out_dir>/checkpoint.pt`` (atomic, this project's checkpoint format, loadable
 with ``torch.load(weights_only=True)`` and by :func:`flownet_ros.models.load_checkpoint`):
 model weights + ModelSpec, and in ``extra`` the optimizer, grad scaler, schedule position
 (iteration), data position (samples seen), RNG states and the config. ``resume`` restores all of
 it, so an interrupted run ends with the same weights as an uninterrupted one.
+
+The training step keeps its numbers on the device: nothing waits for the GPU except every
+``train.log_every`` iterations (logging, the finiteness check) and at checkpoints.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import logging
 import math
-import os
-import platform
-import random
-import signal
 import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional
 
-import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
+from flownet_ros.data import build_dataset
+from flownet_ros.data.generator import GeneratedFlowDataset
 from flownet_ros.inference.preprocess import normalize_pair
-from flownet_ros.models.checkpoint import ModelSpec, load_checkpoint, load_state_strict, save_checkpoint
+from flownet_ros.inference.runtime import autocast, effective_precision, set_cpu_threads
+from flownet_ros.models.checkpoint import (
+    CheckpointError,
+    ModelSpec,
+    load_checkpoint,
+    load_state_strict,
+    read_checkpoint,
+    remove_stale_temporaries,
+    save_checkpoint,
+)
 from flownet_ros.train import distributed as D
 from flownet_ros.train.config import dump_config
-from flownet_ros.train.data import AugmentedDataset, IterationSampler, collate
-from flownet_ros.train.datasets import build_augmentor, build_dataset, describe_dataset
+from flownet_ros.train.data import BatchSource, collate, describe_dataset
 from flownet_ros.train.loss import MultiScaleEPE
 from flownet_ros.train.schedule import PaperSchedule
+from flownet_ros.train.state import StopFlag, hardware_description, rng_state, set_rng_state, weights_digest
+from flownet_ros.train.tensorboard import TrainLog
 
 log = logging.getLogger("flownet_ros.train")
 CHECKPOINT = "checkpoint.pt"
 FINAL = "final.pt"
 
 
-# ----------------------------------------------------------------------------- helpers
-def hardware_description(device: torch.device) -> str:
-    """'NVIDIA H100 80GB HBM3' or '<cpu model> (<n> cores)'."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{model} ({os.cpu_count()} cores)"
-
-
-def rng_state() -> Dict[str, Any]:
-    """Torch / CUDA / NumPy / Python RNG states as tensors and plain lists (weights_only-safe)."""
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
-    py = random.getstate()
-    return {
-        "torch": torch.get_rng_state(),
-        "cuda": list(torch.cuda.get_rng_state_all()) if torch.cuda.is_available() else [],
-        "numpy": [kind, keys.tolist(), int(pos), int(has_gauss), float(cached)],
-        "python": [py[0], list(py[1]), py[2]],
-    }
-
-
-def set_rng_state(state: Mapping[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    if state.get("cuda") and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(state["cuda"])
-    kind, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-
-
-def weights_digest(model: torch.nn.Module) -> str:
-    """SHA-256 of all parameters and buffers (bit-exact comparison across ranks / runs)."""
-    h = hashlib.sha256()
-    for name, t in sorted(model.state_dict().items()):
-        h.update(name.encode())
-        h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes()
-                 if t.numel() else b"")
-    return h.hexdigest()
-
-
 def param_groups(model: torch.nn.Module, weight_decay: float) -> List[Dict[str, Any]]:
     """Weight decay on conv / deconv weights only (not biases, not BatchNorm)."""
     decay, no_decay = [], []
-    for name, p in model.named_parameters():
+    for _, p in model.named_parameters():
         (decay if p.ndim > 1 else no_decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
@@ -112,91 +71,48 @@ def init_weights(model: torch.nn.Module) -> None:
             torch.nn.init.zeros_(m.bias)
 
 
-class StopFlag:
-    """SIGINT / SIGTERM request a clean stop (checkpoint, then exit) instead of killing the run."""
-
-    def __init__(self):
-        self.requested = False
-        self._old = {}
-
-    def __enter__(self):
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                self._old[sig] = signal.signal(sig, self._handle)
-            except ValueError:  # not the main thread
-                pass
-        return self
-
-    def _handle(self, signum, frame):
-        if self.requested:  # second signal: give up immediately
-            raise KeyboardInterrupt
-        self.requested = True
-        log.warning("signal %d: stopping after this iteration (checkpoint is written)", signum)
-
-    def __exit__(self, *exc):
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
+def build_model(m: Mapping[str, Any]):
+    """(model, spec) from the config's model section: from a checkpoint (``init``) or from scratch."""
+    if m.get("init"):
+        model, spec = load_checkpoint(m["init"])
+        log.info("initialised from %s (%s width %g)", m["init"], spec.arch, spec.width)
+        return model.float(), replace(spec, source="flownet_ros", training={})
+    spec = ModelSpec(arch=m["arch"], width=float(m["width"]), batch_norm=bool(m["batch_norm"]),
+                     bias_layout=m["bias_layout"], div_flow=float(m["div_flow"]), normalization=m["normalization"])
+    model = spec.build()
+    if m["init_scheme"] == "kaiming":
+        init_weights(model)
+    return model, spec
 
 
-# ----------------------------------------------------------------------------- trainer
 class Trainer:
     """Build model / data / optimizer from a config dict (see :mod:`flownet_ros.train.config`)."""
 
     def __init__(self, cfg: Dict[str, Any], command: str = "", config_path: str = ""):
-        self.cfg = cfg
+        self.cfg, self.config_path = cfg, config_path
         self.command = command or " ".join([Path(sys.executable).name] + sys.argv)
-        self.config_path = config_path
-        t = cfg["train"]
+        t, o, s, d = cfg["train"], cfg["optim"], cfg["schedule"], cfg["data"]
         self.env = D.setup(t["device"])
-        if int(t["threads"]) > 0:
-            torch.set_num_threads(int(t["threads"]))
-        self.out_dir = Path(t["out_dir"])
-        self.iterations = int(t["iterations"])
-        self.seed = int(t["seed"])
-        self.amp = t["amp"]
-        if self.amp != "none" and self.env.device.type != "cuda":
-            log.warning("train.amp=%s needs CUDA; training in fp32 on %s", self.amp, self.env.device)
-            self.amp = "none"
-        self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.amp)
-
+        set_cpu_threads(int(t["threads"]))
+        self.out_dir, self.iterations, self.seed = Path(t["out_dir"]), int(t["iterations"]), int(t["seed"])
+        self.precision = effective_precision(t["amp"], self.env.device)
+        self.memory_format = torch.channels_last if t["channels_last"] else torch.contiguous_format
         torch.manual_seed(self.seed)  # identical initial weights on every rank
-        self.model, self.spec = self._build_model(cfg["model"])
-        self.model.to(self.env.device).train()
-        o = cfg["optim"]
+        self.model, self.spec = build_model(cfg["model"])
+        self.model.to(self.env.device, memory_format=self.memory_format).train()
         self.optimizer = torch.optim.Adam(param_groups(self.model, float(o["weight_decay"])), lr=float(o["lr"]),
                                           betas=tuple(float(b) for b in o["betas"]))
-        s = cfg["schedule"]
         self.schedule = PaperSchedule(float(o["lr"]), float(s["warmup_start_lr"]), int(s["warmup_iters"]),
                                       int(s["halve_after"]), int(s["halve_every"]))
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp == "fp16")
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision == "fp16")
         self.loss_fn = MultiScaleEPE(cfg["loss"]["weights"], self.spec.div_flow)
         self.grad_clip = float(o["grad_clip"])
-
-        d = cfg["data"]
         self.global_batch = int(d["batch_size"])
         self.train_set = build_dataset(d["train"])
         self.val_set = build_dataset(d["val"]) if d.get("val") and int(t["val_every"]) > 0 else None
-        self.augmentor = build_augmentor(d.get("augment"))
-        self.iteration = 0
-        self.samples_seen = 0
-        self.wall_time = 0.0  # seconds of training over all sessions of this run
+        self.iteration, self.samples_seen, self.wall_time = 0, 0, 0.0  # wall: training s over all sessions
         self.ddp: Optional[torch.nn.Module] = None
-        self.writer = None
-
-    # -- model
-    def _build_model(self, m: Mapping[str, Any]):
-        if m.get("init"):
-            model, spec = load_checkpoint(m["init"])
-            model = model.float()
-            log.info("initialised from %s (%s width %g)", m["init"], spec.arch, spec.width)
-            return model, replace(spec, source="flownet_ros", training={})
-        spec = ModelSpec(arch=m["arch"], width=float(m["width"]), batch_norm=bool(m["batch_norm"]),
-                         bias_layout=m["bias_layout"], div_flow=float(m["div_flow"]),
-                         normalization=m["normalization"])
-        model = spec.build()
-        if m["init_scheme"] == "kaiming":
-            init_weights(model)
-        return model, spec
+        self._finite = torch.ones((), dtype=torch.bool, device=self.env.device)
 
     @property
     def net(self) -> torch.nn.Module:
@@ -207,105 +123,103 @@ class Trainer:
     def training_metadata(self) -> Dict[str, Any]:
         d = self.cfg["data"]
         return {
-            "command": self.command,
-            "config": self.config_path,
-            "iterations": self.iteration,
-            "samples_seen": self.samples_seen,
-            "batch_size": self.global_batch,
-            "wall_time_s": round(self.wall_time, 1),
-            "world_size": self.env.world_size,
-            "hardware": hardware_description(self.env.device),
-            "device": self.env.device.type,
-            "amp": self.amp,
-            "torch": str(torch.__version__),
-            "data": describe_dataset(d["train"]),
+            "command": self.command, "config": self.config_path, "iterations": self.iteration,
+            "samples_seen": self.samples_seen, "batch_size": self.global_batch,
+            "wall_time_s": round(self.wall_time, 1), "world_size": self.env.world_size,
+            "hardware": hardware_description(self.env.device), "device": self.env.device.type,
+            "amp": self.precision, "torch": str(torch.__version__), "data": describe_dataset(d["train"]),
             "augment": describe_dataset(d.get("augment") or {}),
             "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
 
     def state_extra(self) -> Dict[str, Any]:
         return {
-            "optimizer": self.optimizer.state_dict(),
-            "scaler": self.scaler.state_dict(),
+            "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
             "schedule": {"iteration": self.iteration, "lr": self.schedule.lr_at(max(0, self.iteration - 1))},
             "data_position": {"samples_seen": self.samples_seen, "global_batch": self.global_batch,
                               "seed": self.seed},
-            "iteration": self.iteration,
-            "wall_time_s": self.wall_time,
-            "rng": rng_state(),
+            "iteration": self.iteration, "wall_time_s": self.wall_time, "rng": rng_state(),
             "config_yaml": dump_config(self.cfg),
         }
 
     def save(self, path: Path, extra: Optional[Dict[str, Any]] = None) -> Path:
+        self._check_finite()
         spec = replace(self.spec, training=self.training_metadata())
-        full = self.state_extra()
-        full.update(extra or {})
-        return save_checkpoint(path, self.model, spec, extra=full)
+        return save_checkpoint(path, self.model, spec, extra={**self.state_extra(), **(extra or {})})
 
     def resume(self, path) -> None:
-        """Restore model, optimizer, scaler, iteration, data position and RNG from a checkpoint."""
+        """Restore model, optimizer, scaler, iteration, data position and RNG from a trainer checkpoint;
+        CheckpointError naming the file when it is missing, unreadable or not written by the trainer."""
         path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"resume checkpoint {path}: file not found")
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-        for key in ("state_dict", "optimizer", "iteration", "data_position", "rng"):
-            if key not in obj:
-                raise ValueError(f"resume checkpoint {path}: no {key!r} (not written by the trainer?)")
+        obj = read_checkpoint(path, "resume checkpoint")
+        missing = [k for k in ("state_dict", "optimizer", "iteration", "data_position", "rng") if k not in obj]
+        if missing:
+            raise CheckpointError(f"resume checkpoint {path}: no {', '.join(map(repr, missing))} "
+                                  f"(a model file, not a training checkpoint written by the trainer)")
         load_state_strict(path, self.model, obj["state_dict"])
-        self.optimizer.load_state_dict(obj["optimizer"])
-        if "scaler" in obj and self.scaler.is_enabled():
-            self.scaler.load_state_dict(obj["scaler"])
-        self.iteration = int(obj["iteration"])
-        self.samples_seen = int(obj["data_position"]["samples_seen"])
+        try:
+            self.optimizer.load_state_dict(obj["optimizer"])
+            if "scaler" in obj and self.scaler.is_enabled():
+                self.scaler.load_state_dict(obj["scaler"])
+            self.iteration = int(obj["iteration"])
+            self.samples_seen = int(obj["data_position"]["samples_seen"])
+            set_rng_state(obj["rng"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise CheckpointError(f"resume checkpoint {path}: damaged training state ({exc})") from exc
         if self.samples_seen != self.iteration * self.global_batch:
             log.warning("resume: checkpoint saw %d samples at iteration %d; batch size changed to %d",
                         self.samples_seen, self.iteration, self.global_batch)
         self.wall_time = float(obj.get("wall_time_s", 0.0))
-        set_rng_state(obj["rng"])
         log.info("resumed from %s at iteration %d", path, self.iteration)
 
     # -- steps
     def _inputs(self, batch: Mapping[str, torch.Tensor]):
-        dev = self.env.device
-        img1 = batch["img1"].to(dev, non_blocking=True).float()
-        img2 = batch["img2"].to(dev, non_blocking=True).float()
-        a, b = normalize_pair(img1, img2, self.spec, "rgb")
-        return a, b, batch["flow"].to(dev, non_blocking=True), batch["valid"].to(dev, non_blocking=True)
+        dev, fmt = self.env.device, self.memory_format
+        a, b = normalize_pair(batch["img1"].to(dev).float(), batch["img2"].to(dev).float(), self.spec, "rgb")
+        return (a.contiguous(memory_format=fmt), b.contiguous(memory_format=fmt), batch["flow"].to(dev),
+                batch["valid"].to(dev))
 
-    def _autocast(self):
-        if self.autocast_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast("cuda", dtype=self.autocast_dtype)
-
-    def train_step(self, batch: Mapping[str, torch.Tensor]) -> Dict[str, float]:
+    def train_step(self, batch: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        """One optimiser step; returns its statistics as device tensors (read them only when logging)."""
         lr = self.schedule.lr_at(self.iteration)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         a, b, flow, valid = self._inputs(batch)
-        with self._autocast():
+        with autocast(self.precision):
             preds = self.net(a, b)
         out = self.loss_fn([p.float() for p in preds], flow, valid)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(out.total).backward()
         self.scaler.unscale_(self.optimizer)
-        if self.grad_clip > 0:
-            gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
-        else:
-            gnorm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in self.model.parameters()
-                                                          if p.grad is not None]))
+        gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip if self.grad_clip > 0
+                                               else math.inf)
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        if self.precision != "fp16":  # fp16: the scaler skips non-finite steps by design
+            self._finite &= torch.isfinite(out.total.detach()) & torch.isfinite(gnorm)
         with torch.no_grad():  # full-resolution EPE of the finest prediction
             up = torch.nn.functional.interpolate(preds[0].detach().float(), size=flow.shape[-2:], mode="bilinear",
                                                  align_corners=False) * self.spec.div_flow
-            err = torch.linalg.vector_norm(up - flow, dim=1)
-            epe = float(err[valid].mean()) if bool(valid.any()) else 0.0
-            zero = float(torch.linalg.vector_norm(flow, dim=1)[valid].mean()) if bool(valid.any()) else 0.0
-        stats = {"loss": float(out.total.detach()), "epe": epe, "zero_flow_epe": zero, "lr": lr,
-                 "grad_norm": float(gnorm)}
+            n = valid.sum().clamp_min(1)
+            epe = (torch.linalg.vector_norm(up - flow, dim=1) * valid).sum() / n
+            zero = (torch.linalg.vector_norm(flow, dim=1) * valid).sum() / n
+        stats = {"loss": out.total.detach(), "epe": epe, "zero_flow_epe": zero, "grad_norm": gnorm}
         stats.update({f"loss_{k}": v for k, v in out.per_scale.items()})
         stats.update({f"epe_{k}": v for k, v in out.epe_px.items()})
         return stats
+
+    def _check_finite(self) -> None:
+        if not bool(self._finite):
+            raise FloatingPointError(f"the loss or gradient norm became non-finite before iteration "
+                                     f"{self.iteration} (lower optim.lr?)")
+
+    def _val_batches(self):
+        ds = self.val_set
+        for i in range(self.env.rank, len(ds), self.env.world_size):
+            if isinstance(ds, GeneratedFlowDataset):
+                yield ds.generator(self.env.device).batch(ds.seed, [i])
+            else:
+                yield collate([ds[i]])
 
     @torch.no_grad()
     def validate(self) -> Dict[str, Any]:
@@ -313,154 +227,126 @@ class Trainer:
         self.model.eval()
         err_sum, count, zero_sum = 0.0, 0.0, 0.0
         images = None
-        for i in range(self.env.rank, len(self.val_set), self.env.world_size):
-            batch = collate([self.val_set[i]])
+        for batch in self._val_batches():
             a, b, flow, valid = self._inputs(batch)
-            with self._autocast():
+            with autocast(self.precision):
                 pred = self.model(a, b).float()
-            err = torch.linalg.vector_norm(pred - flow, dim=1)
-            err_sum += float(err[valid].sum())
-            zero_sum += float(torch.linalg.vector_norm(flow, dim=1)[valid].sum())
+            err_sum += float((torch.linalg.vector_norm(pred - flow, dim=1) * valid).sum())
+            zero_sum += float((torch.linalg.vector_norm(flow, dim=1) * valid).sum())
             count += float(valid.sum())
             if images is None and self.env.is_main:
-                images = (batch["img1"][0], flow[0].cpu(), pred[0].cpu())
+                images = (batch["img1"][0].to(torch.uint8).cpu(), flow[0].cpu(), pred[0].cpu())
         self.model.train()
         err_sum, zero_sum, count = D.all_reduce_sum(self.env, [err_sum, zero_sum, count])
         return {"epe": err_sum / max(count, 1.0), "zero_epe": zero_sum / max(count, 1.0), "images": images}
-
-    # -- logging
-    def _open_writer(self):
-        if not self.env.is_main:
-            return None
-        from torch.utils.tensorboard import SummaryWriter
-        return SummaryWriter(log_dir=str(self.out_dir / "tb"), purge_step=self.iteration or None)
-
-    def _log_scalars(self, stats: Dict[str, float], it_per_s: float) -> None:
-        w = self.writer
-        if w is None:
-            return
-        step = self.iteration
-        w.add_scalar("loss/total", stats["loss"], step)
-        for k, v in stats.items():
-            if k.startswith("loss_"):
-                w.add_scalar(f"loss/{k[5:]}", v, step)
-            elif k.startswith("epe_"):
-                w.add_scalar(f"epe_scale/{k[4:]}", v, step)
-        w.add_scalar("train/epe", stats["epe"], step)
-        w.add_scalar("train/zero_flow_epe", stats["zero_flow_epe"], step)  # the batch's |gt|: plateau check
-        w.add_scalar("train/lr", stats["lr"], step)
-        w.add_scalar("train/grad_norm", stats["grad_norm"], step)
-        w.add_scalar("train/it_per_s", it_per_s, step)
-
-    def _log_val(self, val: Dict[str, Any]) -> None:
-        w = self.writer
-        if w is None:
-            return
-        from flownet_ros.flow.colour import flow_to_color_torch
-        w.add_scalar("val/epe", val["epe"], self.iteration)
-        w.add_scalar("val/zero_flow_epe", val["zero_epe"], self.iteration)
-        if val["images"] is not None:
-            img1, gt, pred = val["images"]
-            max_flow = float(torch.linalg.vector_norm(gt, dim=0).max().clamp_min(1.0))
-            colours = flow_to_color_torch(torch.stack([gt, pred]), max_flow=max_flow)  # [2,H,W,3] uint8
-            w.add_image("val/img1", img1, self.iteration, dataformats="CHW")
-            w.add_image("val/flow_gt", colours[0], self.iteration, dataformats="HWC")
-            w.add_image("val/flow_pred", colours[1], self.iteration, dataformats="HWC")
-        w.flush()
 
     # -- main loop
     def fit(self, stop_at: Optional[int] = None, max_minutes: Optional[float] = None,
             progress: bool = True) -> Dict[str, Any]:
         """Train until ``train.iterations`` (or ``stop_at`` / ``max_minutes`` / a signal); returns a summary."""
-        t = self.cfg["train"]
-        env = self.env
+        env, t = self.env, self.cfg["train"]
         end = self.iterations if stop_at is None else min(self.iterations, int(stop_at))
         if env.distributed:
             self.ddp = torch.nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[env.device.index] if env.device.type == "cuda" else None)
-        sampler = IterationSampler(len(self.train_set), self.global_batch, self.seed, env.rank, env.world_size,
-                                   start_iteration=self.iteration, iterations=end)
-        workers = int(self.cfg["data"]["num_workers"])
-        loader = DataLoader(AugmentedDataset(self.train_set, self.augmentor, self.seed), batch_sampler=sampler,
-                            num_workers=workers, collate_fn=collate, pin_memory=env.device.type == "cuda",
-                            persistent_workers=False, prefetch_factor=4 if workers else None)
-        self.writer = self._open_writer()
+        source = BatchSource(self.train_set, self.cfg["data"].get("augment"), self.seed, self.global_batch,
+                             env.device, env.rank, env.world_size, self.iteration, end,
+                             int(self.cfg["data"]["num_workers"]))
+        tb = TrainLog(self.out_dir, env.is_main, self.iteration)
         if env.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
+            for stale in remove_stale_temporaries(self.out_dir, "*.pt"):
+                log.warning("removed %s, left by an interrupted checkpoint write", stale)
             (self.out_dir / "config.yaml").write_text(dump_config(self.cfg))
-            log.info("training %s width %g on %s x%d, %d -> %d iterations, global batch %d, out %s",
-                     self.spec.arch, self.spec.width, env.device, env.world_size, self.iteration, end,
-                     self.global_batch, self.out_dir)
-        bar = None
-        if progress and env.is_main:
-            from tqdm import tqdm
-            bar = tqdm(total=self.iterations, initial=self.iteration, unit="it", dynamic_ncols=True,
-                       mininterval=1.0 if sys.stderr.isatty() else 30.0, smoothing=0.05)
+            log.info("training %s width %g on %s x%d (%s), %d -> %d iterations, global batch %d, out %s",
+                     self.spec.arch, self.spec.width, env.device, env.world_size, self.precision, self.iteration,
+                     end, self.global_batch, self.out_dir)
+        bar = self._progress_bar() if progress and env.is_main else None
         started = time.monotonic()
-        last_t, last_it = started, self.iteration
-        stats: Dict[str, float] = {}
-        reason = "done"
-        ck_every, snap_every = int(t["checkpoint_every"]), int(t["snapshot_every"])
-        log_every, val_every = int(t["log_every"]), int(t["val_every"])
+        meter = {"t": started, "it": self.iteration}
+        reason, stats = "done", {}
         with StopFlag() as stop:
-            data_iter = iter(loader)
-            while self.iteration < end:
+            for batch in source:
                 step_t = time.monotonic()
-                batch = next(data_iter)
                 stats = self.train_step(batch)
-                if not all(math.isfinite(stats[k]) for k in ("loss", "grad_norm")) and self.amp != "fp16":
-                    raise FloatingPointError(f"iteration {self.iteration}: loss {stats['loss']} / grad norm "
-                                             f"{stats['grad_norm']} is not finite (lower optim.lr?)")
                 self.iteration += 1
                 self.samples_seen += self.global_batch
                 self.wall_time += time.monotonic() - step_t
                 if bar is not None:
                     bar.update(1)
-                if log_every and self.iteration % log_every == 0:
-                    now = time.monotonic()
-                    rate = (self.iteration - last_it) / max(now - last_t, 1e-9)
-                    last_t, last_it = now, self.iteration
-                    self._log_scalars(stats, rate)
-                    if bar is not None:
-                        bar.set_postfix(loss=f"{stats['loss']:.3f}", epe=f"{stats['epe']:.2f}",
-                                        lr=f"{stats['lr']:.1e}", refresh=False)
-                    if env.is_main:
-                        log.info("it %d loss %.4f epe %.3f (zero flow %.3f) lr %.2e grad %.2f %.2f it/s",
-                                 self.iteration, stats["loss"], stats["epe"], stats["zero_flow_epe"], stats["lr"],
-                                 stats["grad_norm"], rate)
-                if self.val_set is not None and val_every and self.iteration % val_every == 0:
-                    val = self.validate()
-                    if env.is_main:
-                        log.info("it %d val EPE %.3f (zero flow %.3f)", self.iteration, val["epe"], val["zero_epe"])
-                    self._log_val(val)
-                timed_out = max_minutes is not None and (time.monotonic() - started) > 60.0 * max_minutes
-                if D.any_rank(env, stop.requested or timed_out):
+                self._periodic(stats, tb, bar, meter, int(t["log_every"]), int(t["val_every"]))
+                if self._stop_requested(stop, started, max_minutes, int(t["log_every"])):
                     reason = "signal" if stop.requested else "time limit"
                     break
-                if env.is_main and ck_every and self.iteration % ck_every == 0 and self.iteration < end:
-                    self.save(self.out_dir / CHECKPOINT)
-                if env.is_main and snap_every and self.iteration % snap_every == 0:
-                    self.save(self.out_dir / f"checkpoint_{self.iteration:07d}.pt")
-            del data_iter
+                self._checkpoint_if_due(end, int(t["checkpoint_every"]), int(t["snapshot_every"]))
         if bar is not None:
             bar.close()
         if self.iteration >= end and reason == "done" and end < self.iterations:
             reason = "stop_at"
-        digests = D.gather_objects(env, weights_digest(self.model))
+        return self._finish(reason, stats, tb)
+
+    def _progress_bar(self):
+        from tqdm import tqdm
+
+        return tqdm(total=self.iterations, initial=self.iteration, unit="it", dynamic_ncols=True,
+                    mininterval=1.0 if sys.stderr.isatty() else 30.0, smoothing=0.05)
+
+    def _periodic(self, stats: Dict[str, torch.Tensor], tb: TrainLog, bar, meter: Dict[str, float],
+                  log_every: int, val_every: int) -> None:
+        """Every ``log_every`` iterations: read the statistics (the one wait for the device), log them;
+        every ``val_every``: validate."""
+        if log_every and self.iteration % log_every == 0:
+            self._check_finite()
+            now = time.monotonic()
+            rate = (self.iteration - meter["it"]) / max(now - meter["t"], 1e-9)
+            meter.update(t=now, it=self.iteration)
+            values = {k: float(v) for k, v in stats.items()}
+            values.update(lr=self.schedule.lr_at(self.iteration - 1), it_per_s=rate,
+                          pairs_per_s=rate * self.global_batch)
+            tb.scalars(self.iteration, values)
+            if bar is not None:
+                bar.set_postfix(loss=f"{values['loss']:.3f}", epe=f"{values['epe']:.2f}", refresh=False)
+            if self.env.is_main:
+                log.info("it %d loss %.4f epe %.3f (zero flow %.3f) lr %.2e grad %.2f %.2f it/s %.1f pairs/s",
+                         self.iteration, values["loss"], values["epe"], values["zero_flow_epe"], values["lr"],
+                         values["grad_norm"], rate, values["pairs_per_s"])
+        if self.val_set is not None and val_every and self.iteration % val_every == 0:
+            val = self.validate()
+            if self.env.is_main:
+                log.info("it %d val EPE %.3f (zero flow %.3f)", self.iteration, val["epe"], val["zero_epe"])
+            tb.validation(self.iteration, val)
+
+    def _stop_requested(self, stop: StopFlag, started: float, max_minutes: Optional[float], every: int) -> bool:
+        """A signal or the time limit; under torchrun all ranks agree, checked every ``every`` iterations
+        (the agreement is a collective, i.e. a wait for every GPU)."""
+        if self.env.distributed and every and self.iteration % every:
+            return False
+        timed_out = max_minutes is not None and (time.monotonic() - started) > 60.0 * max_minutes
+        return D.any_rank(self.env, stop.requested or timed_out)
+
+    def _checkpoint_if_due(self, end: int, every: int, snapshot_every: int) -> None:
+        if not self.env.is_main:
+            return
+        if every and self.iteration % every == 0 and self.iteration < end:
+            self.save(self.out_dir / CHECKPOINT)
+        if snapshot_every and self.iteration % snapshot_every == 0:
+            self.save(self.out_dir / f"checkpoint_{self.iteration:07d}.pt")
+
+    def _finish(self, reason: str, stats: Dict[str, torch.Tensor], tb: TrainLog) -> Dict[str, Any]:
+        digests = D.gather_objects(self.env, weights_digest(self.model))
         if len(set(digests)) != 1:
             raise RuntimeError(f"ranks disagree on the weights after iteration {self.iteration}: {digests}")
-        summary = {"iteration": self.iteration, "reason": reason, "final_loss": stats.get("loss"),
-                   "final_epe": stats.get("epe"), "weights_digest": digests[0], "rank_weights_digests": digests,
-                   "wall_time_s": self.wall_time}
-        if env.is_main:
+        summary = {"iteration": self.iteration, "reason": reason,
+                   "final_loss": float(stats["loss"]) if stats else None,
+                   "final_epe": float(stats["epe"]) if stats else None, "weights_digest": digests[0],
+                   "rank_weights_digests": digests, "wall_time_s": self.wall_time}
+        if self.env.is_main:
             self.save(self.out_dir / CHECKPOINT, extra={"rank_weights_digests": digests})
             if self.iteration >= self.iterations:
                 self.save(self.out_dir / FINAL, extra={"rank_weights_digests": digests})
-            log.info("stopped at iteration %d (%s); checkpoint %s", self.iteration, reason,
-                     self.out_dir / CHECKPOINT)
-        if self.writer is not None:
-            self.writer.close()
-        D.barrier(env)
+            log.info("stopped at iteration %d (%s); checkpoint %s", self.iteration, reason, self.out_dir / CHECKPOINT)
+        tb.close()
+        D.barrier(self.env)
         return summary
 
     def close(self) -> None:
