@@ -1,11 +1,9 @@
 """``make demo``: replay a bag through the real node over real ROS 2, record, and write the report.
 
-Without ``--bag`` it uses the embedded default: the synthetic sample bag (3 s, 30 Hz, 640x480 with
-ground-truth flow), written to data/sample_bag on first use. The node runs the shipped model
-(models/flownetc_cpu.pt) on CPU at a 448x640 network input (the node's default would round 480 up
-to 512); about 40 s for the whole job on 2 cores. 448x640 gives EPE 3.4 px on the sample bag vs
-4.9 px at 256x320 for less than 2x the inference time. OpenCV DIS runs on the same frames as a baseline. Prints the summary table and
-the report path.
+Without ``--bag`` it uses the embedded default: the sample bag (3 s, 30 Hz, 640x480 of real photos in
+motion, with ground-truth flow), written to data/sample_bag on first use. The node runs with its
+default parameters (the shipped model, refined; docs/node.md) and OpenCV DIS runs on the same frames as
+a baseline. Prints the summary table and the report path.
 
     python -m flownet_ros.demo [--bag BAG] [--topic TOPIC] [--rate 0] [-p name:=value ...]
 """
@@ -16,31 +14,21 @@ import argparse
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
-from flownet_ros.evaluation import replay, workspace
+from flownet_ros.evaluation.replay import ReplayOptions, parse_params, replay_and_report
 from flownet_ros.evaluation.sample_bag import DEFAULT_PATH, write_sample_bag
+from flownet_ros.paths import workspace
 
-#: Network input size for the demo on CPU (H, W; multiples of 64). See docs/evaluation.md for timings.
-DEMO_INFERENCE_SIZE = (448, 640)
+#: Methods run on the same frame pairs as the node, for comparison.
+DEMO_BASELINES = ("dis-medium",)
 
 
-def demo_args(bag: Path, topic: Optional[str], rate: float, out_dir: Path, params: Sequence[str],
-              device: str) -> List[str]:
-    """Command line of ``flownet_ros.evaluation.replay`` for the demo."""
-    args = [str(bag), "--rate", f"{rate:g}", "--out-dir", str(out_dir), "--baseline", "dis"]
-    if topic:
-        args += ["--topic", topic]
-    given = {p.partition(":=")[0] for p in params}
-    defaults = {"device": device}
-    if device == "cpu" or (device == "auto" and not _cuda()):
-        defaults.update(inference_height=DEMO_INFERENCE_SIZE[0], inference_width=DEMO_INFERENCE_SIZE[1])
-    for key, value in defaults.items():
-        if key not in given:
-            args += ["-p", f"{key}:={value}"]
-    for p in params:
-        args += ["-p", p]
-    return args
+def demo_params(params: Sequence[str], device: str) -> Dict[str, str]:
+    """Node parameters of the demo: the device, then the user's ``name:=value`` items."""
+    out = {"device": device}
+    out.update(parse_params(params))
+    return out
 
 
 def _cuda() -> bool:
@@ -82,7 +70,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return 1
     out_dir = args.out_dir or workspace() / "out" / "demo" / f"{bag.name}_{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     print(f"replaying {bag} through the flownet node (rate {args.rate:g}) -> {out_dir}", flush=True)
-    return replay.main(demo_args(bag, args.topic, args.rate, out_dir, args.param, args.device))
+    try:
+        params = demo_params(args.param, args.device)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    opts = ReplayOptions(bag=bag, topic=args.topic, rate=args.rate, params=params, out_dir=out_dir)
+    return replay_and_report(opts, baselines=DEMO_BASELINES)
 
 
 if __name__ == "__main__":

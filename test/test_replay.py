@@ -7,10 +7,19 @@ tests do not depend on the shipped model.
 import numpy as np
 import pytest
 
-from flownet_ros.evaluation.bagio import (IMAGE, BagError, BagReader, BagWriter, cdr_stamp_ns, rgb_message,
-                                          select_image_topic)
-from flownet_ros.evaluation.replay import NodeProcess, ReplayOptions, dds_environment, main, node_command, replay
+from flownet_ros.evaluation.bagio import (
+    IMAGE,
+    BagError,
+    BagReader,
+    BagWriter,
+    cdr_stamp_ns,
+    rgb_message,
+    select_image_topic,
+)
+from flownet_ros.evaluation.node_process import NodeProcess, node_command
+from flownet_ros.evaluation.replay import ReplayOptions, main, replay
 from flownet_ros.evaluation.sample_bag import GT_TOPIC, IMAGE_TOPIC, write_sample_bag
+from flownet_ros.ros.dds import with_profile
 
 N = 5
 SIZE = (48, 64)
@@ -90,7 +99,7 @@ def test_replay_recorded_timing_with_clock_to_a_running_node(tmp_path, tiny_chec
     executor.add_node(listener)
     spinner = threading.Thread(target=executor.spin, daemon=True)
     spinner.start()
-    node = NodeProcess(cmd, tmp_path / "own_node.log", dds_environment())
+    node = NodeProcess(cmd, tmp_path / "own_node.log", with_profile())
     try:
         result = replay(ReplayOptions(bag=bag, rate=1.0, clock=True, start_node=False, out_dir=tmp_path / "run",
                                       progress=False))
@@ -194,14 +203,17 @@ def test_demo_on_a_user_bag(tmp_path, tiny_checkpoint, capsys):
                       "-p", "inference_width:=64"])
     out = capsys.readouterr().out
     assert code == 0, out
-    assert "| EPE (px) |" in out and "| frames dropped | 0 | 0 | 0 |" in out
+    assert "| EPE (px) |" in out and "| dropped |" in out
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]] for line in out.splitlines()
+            if line.startswith("| ") and "---" not in line}
+    dropped = rows["method"].index("dropped")
+    assert [rows[m][dropped] for m in ("node /flownet/flow", "dis-medium offline", "zero flow")] == ["0", "0", "0"]
     assert f"report: {tmp_path / 'run' / 'report' / 'report.md'}" in out
     report = (tmp_path / "run" / "report" / "report.md").read_text()
-    assert "dis offline" in report
+    assert "dis-medium offline" in report
     # parameters given by the user replace the demo's defaults instead of being passed twice
-    args = demo.demo_args(bag, None, 0, tmp_path, ["inference_height:=64", "inference_width:=64"], "cpu")
-    assert [a for a in args if a.startswith("inference_")] == ["inference_height:=64", "inference_width:=64"]
-    assert "device:=cpu" in args
+    params = demo.demo_params(["inference_height:=64", "device:=cuda"], "cpu")
+    assert params == {"device": "cuda", "inference_height": "64"}
     assert demo.main(["--bag", str(tmp_path / "nope")]) == 1
     assert "does not exist" in capsys.readouterr().err
 
@@ -222,7 +234,8 @@ def test_replay_compressed_images(tmp_path, tiny_checkpoint):
             ok, buf = cv2.imencode(".jpg", img[..., ::-1])
             w.write(topic, t, compressed(header=make_header(t, "cam"), format="bgr8; jpeg compressed bgr8",
                                          data=buf.reshape(-1)))
-    assert "transport:=compressed" in node_command(topic, COMPRESSED)
+    cmd = node_command(topic, COMPRESSED)
+    assert "transport:=compressed" in cmd and "image:=/cam/image_raw" in cmd  # image_transport's <base>/compressed
     result = replay(ReplayOptions(bag=tmp_path / "jpeg", rate=0.0, out_dir=tmp_path / "run", progress=False,
                                   params={"checkpoint": tiny_checkpoint, "device": "cpu"}))
     assert result.image_topic == topic and result.missing == []

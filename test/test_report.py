@@ -6,13 +6,23 @@ import math
 import numpy as np
 import pytest
 
-from flownet_ros.evaluation.bagio import (IMAGE, BagError, BagReader, BagWriter, flow_message, make_header,
-                                          ns_to_stamp, TYPESTORE)
-from flownet_ros.evaluation.replay import RATE_KEY, WALL_SPAN_KEY
+from flownet_ros.evaluation.bagio import (
+    IMAGE,
+    RATE_KEY,
+    TYPESTORE,
+    WALL_SPAN_KEY,
+    BagError,
+    BagReader,
+    BagWriter,
+    flow_message,
+    make_header,
+    ns_to_stamp,
+)
 from flownet_ros.evaluation.report import ReportOptions, evaluate, main
 from flownet_ros.evaluation.sample_bag import GT_TOPIC, IMAGE_TOPIC, write_sample_bag
 from flownet_ros.flow.metrics import epe
 from flownet_ros.flow.warping import photometric_error
+from flownet_ros.inference.factory import EstimatorSpec
 from flownet_ros.ros.conversions import image_msg_to_flow, image_msg_to_rgb
 
 N = 6
@@ -22,8 +32,9 @@ PAIR = "/flownet/flow_pair"
 
 @pytest.fixture(scope="module")
 def sample(tmp_path_factory):
-    """Input bag (6 frames 48x64 + GT) and its frames / ground truth as arrays."""
-    path = write_sample_bag(tmp_path_factory.mktemp("in") / "sample", frames=N, size=(48, 64), progress=False)
+    """Input bag (6 frames 48x64 + GT at 10 Hz: a few px of motion per frame) and its frames / ground truth."""
+    path = write_sample_bag(tmp_path_factory.mktemp("in") / "sample", frames=N, size=(48, 64), fps=10.0,
+                            progress=False)
     with BagReader(path) as bag:
         frames = [(m.stamp_ns, image_msg_to_rgb(m.msg)) for m in bag.messages([IMAGE_TOPIC])]
         gts = {m.stamp_ns: image_msg_to_flow(m.msg) for m in bag.messages([GT_TOPIC])}
@@ -79,7 +90,10 @@ def test_outputs_equal_to_ground_truth_score_zero(sample, tmp_path):
     data = json.loads((tmp_path / "rep" / "report.json").read_text())  # strict JSON: NaN written as null
     assert data["summary"][0]["epe"] == pytest.approx(0.0, abs=1e-6) and len(data["per_frame"]) == N - 1
     md = (tmp_path / "rep" / "report.md").read_text()
-    assert "| EPE (px) | 0.000 |" in md and "![Latency](latency.png)" in md
+    header = next(line for line in md.splitlines() if line.startswith("| method |"))
+    node_row = next(line for line in md.splitlines() if line.startswith("| node "))
+    epe_col = [c.strip() for c in header.split("|")].index("EPE (px)")
+    assert [c.strip() for c in node_row.split("|")][epe_col] == "0.000" and "![Latency](latency.png)" in md
 
 
 def test_dropped_frames_and_pairs_across_a_drop(sample, tmp_path):
@@ -120,8 +134,9 @@ def test_offline_mode_and_dis_baseline(sample, tmp_path):
     torch.manual_seed(0)
     spec = ModelSpec(width=0.125)
     save_checkpoint(tmp_path / "tiny.pt", spec.build(), spec)
-    rep = evaluate(ReportOptions(input_bag=bag, out_dir=tmp_path / "rep", checkpoint=str(tmp_path / "tiny.pt"),
-                                 device="cpu", baseline="dis", progress=False))
+    spec = EstimatorSpec(checkpoint=str(tmp_path / "tiny.pt"), device="cpu", refine="none")
+    rep = evaluate(ReportOptions(input_bag=bag, out_dir=tmp_path / "rep", estimator=spec, baselines=("dis-medium",),
+                                 progress=False))
     assert rep["mode"] == "offline" and "width 0.125" in rep["estimator"]
     net, dis, zero = rep["summary"]
     for col in (net, dis):
@@ -161,7 +176,7 @@ def test_same_bag_robot_recording(sample, tmp_path):
     assert rep["gt_topic"] is None  # the node's own flow is not taken for ground truth
     assert rep["summary"][0]["outputs"] == N - 1
     assert rep["summary"][0]["latency_ms_median"] == pytest.approx(30.0)
-    assert rep["summary"][0]["output_rate_hz"] == pytest.approx(30.0, rel=1e-3)  # bag times = receive times
+    assert rep["summary"][0]["output_rate_hz"] == pytest.approx(10.0, rel=1e-3)  # bag times = receive times (10 Hz)
     assert not (tmp_path / "rep" / "accuracy.png").read_bytes() == b""
     with pytest.raises(BagError, match="robot"):
         evaluate(ReportOptions(input_bag=path, output_bag=path, out_dir=tmp_path / "rep2", topic="/nope",
@@ -170,15 +185,15 @@ def test_same_bag_robot_recording(sample, tmp_path):
 
 def test_fl_all_is_pooled_over_valid_pixels_like_evaluate():
     """Fl-all of a bag = outlier pixels / valid pixels over all pairs (KITTI, and python -m
-    flownet_ros.evaluate), not the mean of per-pair rates: here 1/5, where the mean would be 1/2."""
-    from flownet_ros.evaluation.report import Series, _score, summarize
+    flownet_ros.evaluation.evaluate: one scoring module), not the mean of per-pair rates: here 1/5,
+    where the mean would be 1/2."""
+    from flownet_ros.evaluation.scoring import Series, score_pair, summarize
 
     series = Series("method")
     img = np.zeros((1, 4, 3), np.uint8)
     gt = np.zeros((1, 4, 2), np.float32)
-    series.add(latency_ms=1.0)
-    _score(series, img, img, np.zeros_like(gt), gt, None)                       # 0 outliers of 4 valid px
-    series.add(latency_ms=1.0)
-    _score(series, img, img, np.full_like(gt, 10.0), gt, np.array([[True, False, False, False]]))  # 1 of 1
-    assert series.fl_all == [0.0, 1.0]
-    assert summarize(series, pairs=2, offline=True)["fl_all"] == pytest.approx(0.2)
+    series.add(score_pair(np.zeros_like(gt), gt, None, img, img), latency_ms=1.0)  # 0 outliers of 4 valid px
+    series.add(score_pair(np.full_like(gt, 10.0), gt, np.array([[True, False, False, False]]), img, img),
+               latency_ms=1.0)  # 1 of 1
+    assert [s.fl_all for s in series.scores] == [0.0, 1.0]
+    assert summarize(series)["fl_all"] == pytest.approx(0.2)

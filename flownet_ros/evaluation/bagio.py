@@ -25,6 +25,10 @@ NON_CAMERA_ENCODINGS = ("32FC", "64FC", "16UC1", "16SC1", "32SC")
 
 STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
 TYPESTORE = get_typestore(Stores.ROS2_KILTED)
+#: custom_data keys of a replay's output bag: wall-clock seconds between the first and the last flow
+#: received, and the replay rate
+WALL_SPAN_KEY = "flownet_ros.flow_wall_span_s"
+RATE_KEY = "flownet_ros.rate"
 
 
 class BagError(ValueError):
@@ -54,7 +58,7 @@ def ns_to_stamp(ns: int):
 
 
 def make_header(stamp_ns: int, frame_id: str):
-    """rosbags std_msgs/msg/Header with ``stamp_ns`` nanoseconds."""
+    """Rosbags std_msgs/msg/Header with ``stamp_ns`` nanoseconds."""
     return TYPESTORE.types["std_msgs/msg/Header"](stamp=ns_to_stamp(stamp_ns), frame_id=frame_id)
 
 
@@ -143,7 +147,7 @@ class BagReader:
 
     @property
     def topics(self) -> Dict[str, str]:
-        """topic -> message type (e.g. ``sensor_msgs/msg/Image``)."""
+        """Topic -> message type (e.g. ``sensor_msgs/msg/Image``)."""
         return {t: info.msgtype or "?" for t, info in self.reader.topics.items()}
 
     @property
@@ -359,3 +363,26 @@ class StampIndex:
                 if cdr_stamp_ns(m.raw) == stamp:
                     return m
         return None
+
+
+def decode_image(msg: Any, max_pixels: Optional[int] = None):
+    """sensor_msgs Image or CompressedImage (rosbags or rclpy) -> HxWx3 uint8 RGB via the node's
+    conversions and size limits (``max_pixels`` None = the node's default). ValueError (naming the
+    problem) when the node would refuse the message."""
+    from flownet_ros.ros.conversions import check_raw, compressed_msg_to_rgb, image_msg_to_rgb
+    from flownet_ros.ros.limits import DEFAULT_MAX_PIXELS
+
+    limit = DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
+    if hasattr(msg, "format"):
+        img = compressed_msg_to_rgb(msg, limit)
+    else:
+        check_raw(msg.encoding, msg.height, msg.width, msg.step, len(msg.data), limit)
+        img = image_msg_to_rgb(msg)
+    return img if img.flags.writeable else img.copy()  # rgb8 can be a view of the read-only bag buffer
+
+
+def decode_flow(msg: Any):
+    """A 32FC2 Image (rosbags or rclpy) -> HxWx2 float32 flow (NaN kept)."""
+    from flownet_ros.ros.conversions import image_msg_to_flow
+
+    return image_msg_to_flow(msg)

@@ -4,14 +4,13 @@
 
 * Frames are published with their recorded header stamps (the raw CDR bytes from the bag), at
   ``--rate`` times the recorded timing; ``--rate 0`` publishes the next frame only once the node's
-  flow for the previous one has arrived, so nothing is dropped.
+  flow for the previous one has arrived, so nothing is dropped. Every record is checked first as the
+  node would (decodable, within the size limits): records that are not are skipped, counted and
+  reported, exactly as the report does.
 * The node is started as a subprocess (``python -m flownet_ros.ros.node``) with the Fast DDS
   shared-memory profile, or an already running one is used (``--no-start``).
-* ``~/flow``, ``~/flow_color``, ``~/motion``, ``~/flow_pair`` and ``/diagnostics`` are recorded into an mcap bag.
-  Bag time = receive time on the *replay clock*: the clock on which each frame is published exactly
-  at its header stamp. So ``bag time - stamp`` is the end-to-end latency (publish -> output
-  received, wall-clock nanoseconds) at any rate, and the output bag reads like one recorded live
-  with ``ros2 bag record`` next to a camera.
+* ``~/flow``, ``~/flow_color``, ``~/motion``, ``~/flow_pair`` and ``/diagnostics`` are recorded into an
+  mcap bag, on the replay clock (:mod:`flownet_ros.evaluation.recorder`).
 * Then the report is written (see :mod:`flownet_ros.evaluation.report`) unless ``--no-report``.
 """
 
@@ -19,8 +18,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
-import subprocess
 import sys
 import threading
 import time
@@ -29,115 +26,44 @@ from datetime import datetime
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
-from flownet_ros.evaluation import workspace
-from flownet_ros.evaluation.bagio import (COMPRESSED, IMAGE, BagError, BagReader, BagWriter, cdr_stamp_ns,
-                                          select_image_topic)
-from flownet_ros.paths import find_data_file
-
-TWIST = "geometry_msgs/msg/TwistStamped"
-TIME_REFERENCE = "sensor_msgs/msg/TimeReference"  # ~/flow_pair: header = newer frame, time_ref = older frame
-DIAGNOSTICS = "diagnostic_msgs/msg/DiagnosticArray"
-#: node output name -> message type (topics are <namespace>/<node name>/<output>)
-#: output-bag custom_data key: wall-clock seconds between the first and the last flow received
-WALL_SPAN_KEY = "flownet_ros.flow_wall_span_s"
-RATE_KEY = "flownet_ros.rate"
-NODE_OUTPUTS = {"flow": IMAGE, "flow_color": IMAGE, "motion": TWIST, "flow_pair": TIME_REFERENCE}
-
-
-class ReplayError(RuntimeError):
-    """The replay could not run (node failed to start or died, no outputs)."""
-
-
-def fastdds_profile() -> Optional[Path]:
-    """config/fastdds.xml of this package (installed share/ or the source tree), if present."""
-    return find_data_file("config", "fastdds.xml")
-
-
-def dds_environment(env: Optional[Dict[str, str]] = None) -> Dict[str, str]:
-    """``env`` (default os.environ) with the Fast DDS profile set unless the user already set one."""
-    env = dict(os.environ if env is None else env)
-    profile = fastdds_profile()
-    if profile is not None and not (env.get("FASTDDS_DEFAULT_PROFILES_FILE")
-                                    or env.get("FASTRTPS_DEFAULT_PROFILES_FILE")):
-        env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(profile)
-        if env.get("ROS_DISTRO", "") in ("humble", "iron"):  # Fast DDS 2.x reads the older name only
-            env["FASTRTPS_DEFAULT_PROFILES_FILE"] = str(profile)
-    return env
-
-
-def node_topics(node_name: str = "flownet", namespace: str = "") -> Dict[str, str]:
-    """Absolute output topics of the node: {'flow': '/ns/flownet/flow', ...} plus '/diagnostics'."""
-    ns = "/" + namespace.strip("/") if namespace.strip("/") else ""
-    topics = {name: f"{ns}/{node_name}/{name}" for name in NODE_OUTPUTS}
-    topics["diagnostics"] = "/diagnostics"
-    return topics
-
-
-def node_command(image_topic: str, msgtype: str, node_name: str = "flownet", namespace: str = "",
-                 params: Optional[Dict[str, str]] = None) -> List[str]:
-    """Command line that starts the node on ``image_topic`` (raw Image or CompressedImage)."""
-    params = dict(params or {})
-    remap = f"image:={image_topic}"
-    if msgtype == COMPRESSED:
-        params.setdefault("transport", "compressed")
-        remap = f"image/compressed:={image_topic}"
-    cmd = [sys.executable, "-m", "flownet_ros.ros.node", "--ros-args", "-r", f"__node:={node_name}",
-           "-r", remap]
-    if namespace.strip("/"):
-        cmd += ["-r", f"__ns:=/{namespace.strip('/')}"]
-    for key, value in params.items():
-        cmd += ["-p", f"{key}:={value}"]
-    return cmd
-
-
-class NodeProcess:
-    """The node as a subprocess; output goes to ``log_path``. ``stop()`` sends SIGINT, then kills."""
-
-    def __init__(self, cmd: Sequence[str], log_path: Path, env: Dict[str, str]):
-        self.cmd = list(cmd)
-        self.log_path = Path(log_path)
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(self.cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env,
-                                     start_new_session=True)
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def log_tail(self, lines: int = 25) -> str:
-        if not self._log.closed:
-            self._log.flush()
-        text = self.log_path.read_text(errors="replace").splitlines()
-        return "\n".join(text[-lines:])
-
-    def check(self) -> None:
-        if not self.alive():
-            raise ReplayError(f"the node exited with code {self.proc.returncode}; log {self.log_path}:\n"
-                              f"{self.log_tail()}")
-
-    def stop(self, timeout: float = 10.0) -> Optional[int]:
-        if self.alive():
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
-        return self.proc.returncode
+from flownet_ros.evaluation.bagio import (
+    COMPRESSED,
+    RATE_KEY,
+    WALL_SPAN_KEY,
+    BagError,
+    BagReader,
+    BagWriter,
+    cdr_stamp_ns,
+    decode_image,
+    select_image_topic,
+)
+from flownet_ros.evaluation.node_process import (
+    DIAGNOSTICS,
+    NODE_OUTPUTS,
+    NodeProcess,
+    ReplayError,
+    node_command,
+    node_topics,
+)
+from flownet_ros.evaluation.recorder import OutputRecorder
+from flownet_ros.paths import workspace
+from flownet_ros.ros.dds import with_profile
 
 
 @dataclass
-class Frame:
-    """One input frame: raw CDR bytes, header stamp and bag time (ns)."""
+class RecordedFrame:
+    """One input record: raw CDR bytes, header stamp, bag time (ns), and why the node would refuse it."""
 
     raw: bytes
     stamp_ns: int
     time_ns: int
+    error: Optional[str] = None
 
 
 @dataclass
 class ReplayOptions:
+    """What to replay, how fast, through which node (started here or already running), where to record."""
+
     bag: Path
     topic: Optional[str] = None
     rate: float = 1.0
@@ -156,6 +82,8 @@ class ReplayOptions:
 
 @dataclass
 class ReplayResult:
+    """What a replay did: frames sent, messages recorded per topic, frames without flow, skipped records."""
+
     output_bag: Path
     image_topic: str
     frames_sent: int
@@ -164,64 +92,7 @@ class ReplayResult:
     wall_s: float
     node_log: Optional[Path]
     node_command: Optional[List[str]]
-
-
-class _Recorder:
-    """Writes raw output messages into the output bag; tracks which flow stamps arrived."""
-
-    def __init__(self, writer: BagWriter, topics: Dict[str, str], types: Dict[str, str]):
-        self.writer = writer
-        self.topics = topics
-        self.types = types
-        self.lock = threading.Condition()
-        self.active = False
-        self.sent: Dict[int, int] = {}  # stamp -> wall ns at publish
-        self.offset = 0  # replay clock - wall clock, from the latest published frame
-        self.flow_stamps: set = set()
-        self.last_output_wall = 0.0
-        self.flow_wall_ns: List[int] = []  # wall-clock receive times of the flow messages
-        self.max_latency_s = 0.0
-        for name, topic in topics.items():
-            writer.add(topic, types[name])
-
-    def mark_sent(self, stamp_ns: int, wall_ns: int) -> None:
-        with self.lock:
-            self.sent[stamp_ns] = wall_ns
-            self.offset = stamp_ns - wall_ns
-            self.active = True
-
-    def replay_time(self, wall_ns: int, stamp_ns: Optional[int]) -> int:
-        """Receive wall time -> replay clock (exact per frame when the stamp is a published frame's)."""
-        if stamp_ns is not None and stamp_ns in self.sent:
-            return stamp_ns + (wall_ns - self.sent[stamp_ns])
-        return wall_ns + self.offset
-
-    def callback(self, name: str):
-        topic = self.topics[name]
-
-        def on_message(raw: bytes, info) -> None:
-            wall = int(info.get("received_timestamp") or 0) or time.time_ns()
-            try:
-                stamp = cdr_stamp_ns(raw)
-            except ValueError:
-                stamp = None
-            with self.lock:
-                if not self.active:
-                    return
-                t_bag = self.replay_time(wall, stamp)
-                self.writer.write(topic, max(0, t_bag), raw=raw)
-                self.last_output_wall = time.monotonic()
-                if name == "flow" and stamp is not None:
-                    self.flow_stamps.add(stamp)
-                    self.flow_wall_ns.append(wall)
-                    self.max_latency_s = max(self.max_latency_s, (t_bag - stamp) / 1e9)
-                    self.lock.notify_all()
-
-        return on_message
-
-    def wait_flow(self, stamp_ns: int, timeout: float) -> bool:
-        with self.lock:
-            return self.lock.wait_for(lambda: stamp_ns in self.flow_stamps, timeout)
+    undecodable: List[Tuple[int, str]] = field(default_factory=list)  # (record index, reason)
 
 
 def camera_topic(bag: BagReader, topic: Optional[str]) -> Tuple[str, str, int]:
@@ -233,20 +104,19 @@ def camera_topic(bag: BagReader, topic: Optional[str]) -> Tuple[str, str, int]:
     return topic, msgtype, count
 
 
-def read_frames(bag: BagReader, topic: str) -> Iterator[Frame]:
-    """Frames of ``topic`` in bag order, streamed (raw bytes only, no decoding)."""
+def read_frames(bag: BagReader, topic: str) -> Iterator[RecordedFrame]:
+    """Records of ``topic`` in bag order, each checked as the node checks a message."""
     for m in bag.messages([topic]):
-        yield Frame(m.raw, cdr_stamp_ns(m.raw), m.time_ns)
-
-
-def _qos_like(node, topic: str, depth: int = 10):
-    """Subscriber QoS that matches the publishers of ``topic`` (reliable only if all offer it)."""
-    from rclpy.qos import QoSProfile, ReliabilityPolicy
-
-    infos = node.get_publishers_info_by_topic(topic)
-    reliable = bool(infos) and all(i.qos_profile.reliability == ReliabilityPolicy.RELIABLE for i in infos)
-    return QoSProfile(depth=depth, reliability=ReliabilityPolicy.RELIABLE if reliable else
-                      ReliabilityPolicy.BEST_EFFORT)
+        try:
+            decode_image(m.msg)
+            error = None
+        except (ValueError, BagError) as exc:  # undecodable CDR, bad image fields, refused size
+            error = str(exc)
+        try:
+            stamp = cdr_stamp_ns(m.raw)
+        except ValueError as exc:
+            stamp, error = -1, error or str(exc)
+        yield RecordedFrame(m.raw, stamp, m.time_ns, error)
 
 
 def _wait(cond, timeout: float, what: str, node_proc: Optional[NodeProcess], step: float = 0.05) -> None:
@@ -273,161 +143,179 @@ def replay(opts: ReplayOptions) -> ReplayResult:
     try:
         topic, msgtype, n_frames = camera_topic(bag, opts.topic)
         out_dir = Path(opts.out_dir) if opts.out_dir else default_output_dir(opts.bag)
-        out_bag = out_dir / "outputs"
-        writer = BagWriter(out_bag, opts.storage, custom={
+        writer = BagWriter(out_dir / "outputs", opts.storage, custom={
             "flownet_ros.input_bag": str(opts.bag), "flownet_ros.image_topic": topic, RATE_KEY: str(opts.rate),
             "flownet_ros.clock": "bag time = receive time on the replay clock (frames published at their stamps)"})
     except BaseException:
         bag.close()
         raise
+    session = Session(opts, topic, msgtype, out_dir, writer)
     try:
-        return _replay(opts, bag, topic, msgtype, n_frames, out_dir, writer)
+        session.start()
+        sent, missing, undecodable = session.send(read_frames(bag, topic), n_frames)
+        received = session.finish()
     finally:
-        writer.close()  # idempotent: normally closed by _replay before its result is built
+        session.close()
+        writer.close()  # idempotent
         bag.close()
+    return ReplayResult(writer.path, topic, sent, received, missing, time.monotonic() - session.t_start,
+                        session.node_log, session.node_cmd, undecodable)
 
 
-def _replay(opts: ReplayOptions, bag: BagReader, topic: str, msgtype: str, n_frames: int, out_dir: Path,
-            writer: BagWriter) -> ReplayResult:
-    out_bag = writer.path
-    env = dds_environment()
-    os.environ.update({k: v for k, v in env.items() if k.endswith("_DEFAULT_PROFILES_FILE")})
+class Session:
+    """One replay over ROS 2: the publisher, the node process, the recorder, the executor thread."""
 
-    import rclpy
-    from rclpy.executors import SingleThreadedExecutor
-    from rclpy.qos import QoSProfile, ReliabilityPolicy
-    from rosgraph_msgs.msg import Clock
-    from sensor_msgs.msg import CompressedImage, Image
+    def __init__(self, opts: ReplayOptions, topic: str, msgtype: str, out_dir: Path, writer: BagWriter):
+        self.opts, self.topic, self.msgtype, self.out_dir, self.writer = opts, topic, msgtype, out_dir, writer
+        self.topics = node_topics(opts.node_name, opts.namespace)
+        self.types = {**NODE_OUTPUTS, "diagnostics": DIAGNOSTICS}
+        self.t_start = time.monotonic()
+        self.node_proc: Optional[NodeProcess] = None
+        self.executor = self.spin_thread = self.ctx = None
+        self.recorder: Optional[OutputRecorder] = None
 
-    topics = node_topics(opts.node_name, opts.namespace)
-    types = {**NODE_OUTPUTS, "diagnostics": DIAGNOSTICS}
-    params = dict(opts.params)
-    if opts.clock:
-        params.setdefault("use_sim_time", "true")
-    if opts.rate == 0:
-        params.setdefault("reliability", "reliable")  # waiting for each output: lose nothing in transport
+    @property
+    def node_log(self) -> Optional[Path]:
+        return self.node_proc.log_path if self.node_proc else None
 
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx)
-    node_proc: Optional[NodeProcess] = None
-    executor = None
-    spin_thread = None
-    t_start = time.monotonic()
-    sent = 0
-    missing: List[int] = []
-    sent_stamps: List[int] = []
-    try:
-        node = rclpy.create_node("flownet_replay", context=ctx)
-        pub = node.create_publisher(CompressedImage if msgtype == COMPRESSED else Image, topic,
-                                    QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE))
-        clock_pub = node.create_publisher(Clock, "/clock", 10) if opts.clock else None
-        if opts.start_node:
-            cmd = node_command(topic, msgtype, opts.node_name, opts.namespace, params)
-            node_proc = NodeProcess(cmd, out_dir / "node.log", env)
-        executor = SingleThreadedExecutor(context=ctx)
-        executor.add_node(node)
-        spin_thread = threading.Thread(target=executor.spin, daemon=True)
-        spin_thread.start()
+    @property
+    def node_cmd(self) -> Optional[List[str]]:
+        return self.node_proc.cmd if self.node_proc else None
 
-        _wait(lambda: pub.get_subscription_count() > 0 and node.count_publishers(topics["flow"]) > 0,
-              opts.startup_timeout, f"the node to subscribe to {topic} and advertise {topics['flow']}",
-              node_proc)
-        recorder = _Recorder(writer, topics, types)
-        subs = []
-        for name, out_topic in topics.items():
-            subs.append(node.create_subscription(_msg_class(types[name]), out_topic, recorder.callback(name),
-                                                 _qos_like(node, out_topic), raw=True))
-        flow_sub = subs[0]
-        _wait(lambda: flow_sub.get_publisher_count() > 0, opts.startup_timeout,
-              f"a connection to {topics['flow']}", node_proc)
+    def _params(self) -> Dict[str, str]:
+        params = dict(self.opts.params)
+        if self.opts.clock:
+            params.setdefault("use_sim_time", "true")
+        if self.opts.rate == 0:
+            params.setdefault("reliability", "reliable")  # waiting for each output: lose nothing in transport
+        return params
+
+    def start(self) -> None:
+        """ROS context, publisher, the node (unless --no-start), then wait until everything is connected."""
+        env = with_profile()
+        os.environ.update({k: v for k, v in env.items() if k.endswith("_DEFAULT_PROFILES_FILE")})
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+        from rosgraph_msgs.msg import Clock
+        from sensor_msgs.msg import CompressedImage, Image
+
+        self.ctx = rclpy.Context()
+        rclpy.init(context=self.ctx)
+        self.node = rclpy.create_node("flownet_replay", context=self.ctx)
+        self.pub = self.node.create_publisher(CompressedImage if self.msgtype == COMPRESSED else Image, self.topic,
+                                              QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE))
+        self.clock_pub = self.node.create_publisher(Clock, "/clock", 10) if self.opts.clock else None
+        if self.opts.start_node:
+            cmd = node_command(self.topic, self.msgtype, self.opts.node_name, self.opts.namespace, self._params())
+            self.node_proc = NodeProcess(cmd, self.out_dir / "node.log", env)
+        self.executor = SingleThreadedExecutor(context=self.ctx)
+        self.executor.add_node(self.node)
+        self.spin_thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.spin_thread.start()
+        flow = self.topics["flow"]
+        _wait(lambda: self.pub.get_subscription_count() > 0 and self.node.count_publishers(flow) > 0,
+              self.opts.startup_timeout, f"the node to subscribe to {self.topic} and advertise {flow}", self.node_proc)
+        self.recorder = OutputRecorder(self.writer, self.topics, self.types)
+        self.subs = self.recorder.subscribe(self.node)
+        _wait(lambda: self.subs[0].get_publisher_count() > 0, self.opts.startup_timeout,
+              f"a connection to {flow}", self.node_proc)
         time.sleep(0.5)  # let the remaining endpoints (colour, motion, diagnostics) match too
 
-        progress = _progress(n_frames, opts.progress, f"replay {topic}")
-        wall0 = time.monotonic()
-        bag0 = None
-        consecutive_missing = 0
-        for i, frame in enumerate(read_frames(bag, topic)):
-            bag0 = frame.time_ns if bag0 is None else bag0
-            if opts.rate > 0:
-                due = wall0 + (frame.time_ns - bag0) / 1e9 / opts.rate
-                while (delay := due - time.monotonic()) > 0:
-                    time.sleep(min(delay, 0.05))
-            if node_proc is not None:
-                node_proc.check()
-            now = time.time_ns()
-            recorder.mark_sent(frame.stamp_ns, now)
-            if clock_pub is not None:
-                clock_pub.publish(Clock(clock=_ros_time(frame.stamp_ns)))
-            pub.publish(frame.raw)
-            sent += 1
-            sent_stamps.append(frame.stamp_ns)
-            progress.update(1)
-            if opts.rate == 0:
-                if i == 0:
-                    time.sleep(0.5)  # the node keeps frame 0 as the previous frame; no output expected
-                    continue
-                # the first output may include one-time warm-up (extension load, cuDNN autotuning)
-                wait_s = opts.timeout if recorder.flow_wall_ns else max(opts.timeout, opts.startup_timeout)
-                if recorder.wait_flow(frame.stamp_ns, wait_s):
-                    consecutive_missing = 0
-                else:
-                    missing.append(frame.stamp_ns)
-                    consecutive_missing += 1
-                    if consecutive_missing >= 3:
-                        extra = f"; node log {node_proc.log_path}:\n{node_proc.log_tail()}" if node_proc else ""
-                        raise ReplayError(f"no flow on {topics['flow']} for 3 frames in a row "
-                                          f"(waited {opts.timeout:.0f} s each){extra}")
-        progress.close()
-        if opts.rate > 0:
-            last = sent_stamps[-1]
-            end = time.monotonic() + opts.timeout
-            while not recorder.wait_flow(last, 0.1) and time.monotonic() < end:
-                # stop early once the node has been quiet for much longer than its slowest output so
-                # far (it dropped the last frames); before any output, wait the whole timeout
-                quiet = time.monotonic() - max(recorder.last_output_wall, due)
-                if recorder.flow_wall_ns and quiet > max(opts.drain, 3 * recorder.max_latency_s):
-                    break
-            with recorder.lock:
-                got = set(recorder.flow_stamps)
-            missing = [s for s in sent_stamps[1:] if s not in got]
-        time.sleep(0.3)  # trailing colour / motion / flow_pair messages of the last flow
-        with recorder.lock:
-            recorder.active = False
-            walls = sorted(recorder.flow_wall_ns)
-        received = dict(writer.counts)
+    def _pace(self, frame: RecordedFrame, t0: Tuple[float, int]) -> None:
+        """--rate > 0: sleep until the frame is due (its bag time relative to the first, / rate)."""
+        self.last_due = time.monotonic()
+        if self.opts.rate > 0:
+            self.last_due = t0[0] + (frame.time_ns - t0[1]) / 1e9 / self.opts.rate
+            while (delay := self.last_due - time.monotonic()) > 0:
+                time.sleep(min(delay, 0.05))
+
+    def _publish(self, frame: RecordedFrame) -> None:
+        from builtin_interfaces.msg import Time
+        from rosgraph_msgs.msg import Clock
+
+        if self.node_proc is not None:
+            self.node_proc.check()
+        self.recorder.mark_sent(frame.stamp_ns, time.time_ns())
+        if self.clock_pub is not None:
+            sec, nsec = divmod(frame.stamp_ns, 1_000_000_000)
+            self.clock_pub.publish(Clock(clock=Time(sec=sec, nanosec=nsec)))
+        self.pub.publish(frame.raw)
+
+    def send(self, frames: Iterator[RecordedFrame], total: int) -> Tuple[int, List[int], List[Tuple[int, str]]]:
+        """Publish every decodable frame; returns (sent, stamps without flow, [(index, why undecodable)])."""
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, desc=f"replay {self.topic}", unit="frame", disable=not self.opts.progress, leave=False)
+        sent, missing, bad, in_a_row = [], [], [], 0
+        t0 = None
+        for i, frame in enumerate(frames):
+            bar.update(1)
+            if frame.error is not None:
+                bad.append((i, frame.error))
+                continue
+            t0 = t0 or (time.monotonic(), frame.time_ns)
+            self._pace(frame, t0)
+            self._publish(frame)
+            sent.append(frame.stamp_ns)
+            if self.opts.rate == 0:
+                in_a_row = self._await_flow(frame.stamp_ns, len(sent), missing, in_a_row)
+        bar.close()
+        if not sent:
+            raise ReplayError(f"none of the {len(bad)} records of {self.topic} can be decoded; first: {bad[0][1]}")
+        if self.opts.rate > 0:
+            missing = self._drain(sent)
+        return len(sent), missing, bad
+
+    def _await_flow(self, stamp: int, n_sent: int, missing: List[int], in_a_row: int) -> int:
+        """--rate 0: wait for the flow of the frame just sent; three missing in a row end the replay."""
+        if n_sent == 1:
+            time.sleep(0.5)  # the node keeps the first frame as the previous frame; no output expected
+            return 0
+        # the first output may include one-time warm-up (extension load, cuDNN autotuning)
+        wait_s = self.opts.timeout if self.recorder.flow_wall_ns else max(self.opts.timeout, self.opts.startup_timeout)
+        if self.recorder.wait_flow(stamp, wait_s):
+            return 0
+        missing.append(stamp)
+        if in_a_row + 1 >= 3:
+            extra = f"; node log {self.node_log}:\n{self.node_proc.log_tail()}" if self.node_proc else ""
+            raise ReplayError(f"no flow on {self.topics['flow']} for 3 frames in a row "
+                              f"(waited {self.opts.timeout:.0f} s each){extra}")
+        return in_a_row + 1
+
+    def _drain(self, sent: List[int]) -> List[int]:
+        """--rate > 0: wait for the last outputs; stop early once the node has been quiet for much longer
+        than its slowest output so far (it dropped the last frames); before any output, the whole timeout."""
+        rec = self.recorder
+        end = time.monotonic() + self.opts.timeout
+        while not rec.wait_flow(sent[-1], 0.1) and time.monotonic() < end:
+            quiet = time.monotonic() - max(rec.last_output_wall, self.last_due)
+            if rec.flow_wall_ns and quiet > max(self.opts.drain, 3 * rec.max_latency_s):
+                break
+        with rec.lock:
+            got = set(rec.flow_stamps)
+        return [s for s in sent[1:] if s not in got]
+
+    def finish(self) -> Dict[str, int]:
+        """Stop recording (after the trailing colour / motion / flow_pair messages); topic -> messages."""
+        time.sleep(0.3)
+        walls = self.recorder.stop()
         if len(walls) > 1:
-            writer.set_custom(WALL_SPAN_KEY, f"{(walls[-1] - walls[0]) / 1e9:.6f}")
-    finally:
-        if node_proc is not None:
-            node_proc.stop()
-        if executor is not None:
-            executor.shutdown(timeout_sec=2.0)
-        if spin_thread is not None:
-            spin_thread.join(timeout=5.0)
-        writer.close()
-        rclpy.shutdown(context=ctx)
-    return ReplayResult(out_bag, topic, sent, {topics.get(k, k): v for k, v in received.items()}, missing,
-                        time.monotonic() - t_start, node_proc.log_path if node_proc else None,
-                        node_proc.cmd if node_proc else None)
+            self.writer.set_custom(WALL_SPAN_KEY, f"{(walls[-1] - walls[0]) / 1e9:.6f}")
+        return {self.topics.get(k, k): v for k, v in self.writer.counts.items()}
 
+    def close(self) -> None:
+        import rclpy
 
-def _msg_class(msgtype: str):
-    import importlib
-
-    pkg, _, name = msgtype.split("/")
-    return getattr(importlib.import_module(f"{pkg}.msg"), name)
-
-
-def _ros_time(ns: int):
-    from builtin_interfaces.msg import Time
-
-    return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
-
-
-def _progress(total: int, enabled: bool, desc: str):
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, unit="frame", disable=not enabled, leave=False)
+        if self.node_proc is not None:
+            self.node_proc.stop()
+        if self.executor is not None:
+            self.executor.shutdown(timeout_sec=2.0)
+        if self.spin_thread is not None:
+            self.spin_thread.join(timeout=5.0)
+        self.writer.close()
+        if self.ctx is not None:
+            rclpy.shutdown(context=self.ctx)
 
 
 def parse_params(items: Sequence[str]) -> Dict[str, str]:
@@ -444,6 +332,8 @@ def parse_params(items: Sequence[str]) -> Dict[str, str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from flownet_ros.evaluation.evaluate import BASELINES
+
     p = argparse.ArgumentParser(prog="python -m flownet_ros.evaluation.replay", description=__doc__.split("\n")[0])
     p.add_argument("bag", type=Path, help="input rosbag2 (directory, .mcap or .db3)")
     p.add_argument("--topic", help="camera topic (Image or CompressedImage); default: the only one in the bag")
@@ -455,7 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--node-name", default="flownet")
     p.add_argument("--namespace", default="")
     p.add_argument("-p", "--param", action="append", default=[], metavar="NAME:=VALUE",
-                   help="node parameter for the started node, e.g. -p inference_width:=320 (repeatable)")
+                   help="node parameter for the started node, e.g. -p refine:=none (repeatable)")
     p.add_argument("--checkpoint", help="shortcut for -p checkpoint:=PATH")
     p.add_argument("--out-dir", type=Path, help="run directory: outputs/ (the recorded bag), node.log, report/ "
                    "(default out/replay/<bag>_<time>)")
@@ -464,9 +354,51 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--startup-timeout", type=float, default=120.0)
     p.add_argument("--no-report", dest="report", action="store_false", help="only record, no report")
     p.add_argument("--gt-topic", help="ground-truth flow topic (32FC2) in the input bag; default: auto")
-    p.add_argument("--baseline", choices=("dis",), help="also run OpenCV DIS on the same frames")
+    p.add_argument("--baseline", nargs="+", default=[], choices=tuple(BASELINES),
+                   help="also run these methods on the same frame pairs in the report")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
+
+
+def print_result(result: ReplayResult) -> None:
+    counts = ", ".join(f"{t}: {n}" for t, n in result.received.items())
+    print(f"replayed {result.frames_sent} frames of {result.image_topic} in {result.wall_s:.1f} s; "
+          f"recorded {counts} -> {result.output_bag}")
+    if result.undecodable:
+        index, why = result.undecodable[0]
+        print(f"{len(result.undecodable)} record(s) skipped: the node would refuse them (first: record {index}: {why})")
+    if result.missing:
+        print(f"{len(result.missing)} frame(s) got no flow output")
+
+
+def replay_and_report(opts: ReplayOptions, gt_topic: Optional[str] = None, baselines: Sequence[str] = (),
+                      report: bool = True) -> int:
+    """Replay, print what happened, then write and print the report; returns the exit code."""
+    from flownet_ros.evaluation.report import ReportOptions, evaluate, print_summary
+
+    try:
+        result = replay(opts)
+    except (BagError, ReplayError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted: node stopped, the recording so far is closed and readable", file=sys.stderr)
+        return 130
+    print_result(result)
+    if not report:
+        return 0
+    report_dir = result.output_bag.parent / "report"
+    try:
+        rep = evaluate(ReportOptions(input_bag=opts.bag, output_bag=result.output_bag, out_dir=report_dir,
+                                     topic=result.image_topic, gt_topic=gt_topic, node_name=opts.node_name,
+                                     namespace=opts.namespace, baselines=tuple(baselines), progress=opts.progress,
+                                     rate=opts.rate))
+    except BagError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print_summary(rep)
+    print(f"report: {report_dir / 'report.md'}")
+    return 0
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -482,36 +414,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                          start_node=args.start_node, node_name=args.node_name, namespace=args.namespace,
                          params=params, out_dir=args.out_dir, storage=args.storage, timeout=args.timeout,
                          startup_timeout=args.startup_timeout, progress=not args.quiet)
-    try:
-        result = replay(opts)
-    except (BagError, ReplayError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted: node stopped, the recording so far is closed and readable", file=sys.stderr)
-        return 130
-    counts = ", ".join(f"{t}: {n}" for t, n in result.received.items())
-    print(f"replayed {result.frames_sent} frames of {result.image_topic} in {result.wall_s:.1f} s; "
-          f"recorded {counts} -> {result.output_bag}")
-    if result.missing:
-        print(f"{len(result.missing)} frame(s) got no flow output")
-    if not args.report:
-        return 0
-    from flownet_ros.evaluation.report import ReportOptions, evaluate, print_summary
-
-    report_dir = result.output_bag.parent / "report"
-    try:
-        report = evaluate(ReportOptions(input_bag=args.bag, output_bag=result.output_bag,
-                                                  out_dir=report_dir, topic=result.image_topic,
-                                                  gt_topic=args.gt_topic, node_name=args.node_name,
-                                                  namespace=args.namespace, baseline=args.baseline,
-                                                  progress=not args.quiet, rate=args.rate))
-    except BagError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    print_summary(report)
-    print(f"report: {report_dir / 'report.md'}")
-    return 0
+    return replay_and_report(opts, args.gt_topic, args.baseline, args.report)
 
 
 if __name__ == "__main__":

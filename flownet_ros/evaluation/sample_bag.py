@@ -2,12 +2,12 @@
 
 ``python -m flownet_ros.evaluation.sample_bag [--out data/sample_bag] [--frames 90] [--storage mcap]``
 
-The scene is the procedural generator's (``flownet_ros.data.procedural``): a large textured
-background plane and textured objects with alpha masks. Here they move *continuously*: a camera
-pans, zooms and rolls slowly over the background while each object follows its own smooth
-trajectory (translation, rotation, scale) in the scene, so consecutive frames form one coherent
-sequence. For frame k the flow from frame k-1 is the affine motion of the front-most layer at each
-frame-(k-1) pixel; pixels that leave the image or are occluded in frame k are NaN.
+Rendered by the training generator's compositor (:mod:`flownet_ros.data.generator`) from real
+photographs that ship inside scikit-image's wheel (no download): a camera pans, zooms and rolls slowly
+over a photo while objects cut from other photos follow their own smooth trajectories (translation,
+rotation, scale), so consecutive frames form one coherent sequence with sensor noise. For frame k the
+flow from frame k-1 is the motion of the front-most layer at each frame-(k-1) pixel; pixels that leave
+the image or are occluded in frame k are NaN.
 
 Topics (30 Hz by default, 640x480):
   /camera/image_raw  sensor_msgs/msg/Image rgb8, frame_id camera_optical_frame
@@ -22,29 +22,32 @@ import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
+import torch
 
-from flownet_ros.data.procedural import Layer, affine_flow, object_mask, render_layers, similarity_matrix
-from flownet_ros.data.textures import random_texture
-from flownet_ros.evaluation import workspace
+from flownet_ros.data import generator as G
+from flownet_ros.data.homography import similarity
+from flownet_ros.data.photos import skimage_photos
 from flownet_ros.evaluation.bagio import IMAGE, BagWriter, flow_message, rgb_message
+from flownet_ros.paths import workspace
 
 DEFAULT_PATH = workspace() / "data" / "sample_bag"
 IMAGE_TOPIC = "/camera/image_raw"
 GT_TOPIC = "/camera/flow_gt"
 FRAME_ID = "camera_optical_frame"
 START_NS = 1_700_000_000 * 1_000_000_000  # fixed first stamp: the bag is identical on every run
+#: scikit-image photos: the scene (background) first, then the objects' textures
+PHOTOS = ("coffee", "astronaut", "chelsea", "rocket")
 
 
 @dataclass
 class _Track:
-    """One layer's texture (RGB or RGBA) and its smooth scene trajectory."""
+    """One object's smooth trajectory in scene (background photo) pixels."""
 
-    rgba: np.ndarray
-    centre: np.ndarray  # scene position (px) at t = 0
+    centre: np.ndarray  # px at t = 0
     velocity: np.ndarray  # px/s
     wobble: np.ndarray  # amplitude (px) of a sinusoidal deviation
     wobble_hz: float
@@ -54,25 +57,20 @@ class _Track:
     scale_hz: float
     phase: float
 
-    def to_scene(self, t: float) -> np.ndarray:
-        """3x3 affine: layer texture pixel -> scene pixel at time ``t`` (s)."""
-        th, tw = self.rgba.shape[:2]
+    def pose(self, t: float) -> Tuple[np.ndarray, float, float]:
         pos = self.centre + self.velocity * t + self.wobble * np.sin(2 * np.pi * self.wobble_hz * t + self.phase)
         scale = float(np.exp(self.log_scale_amp * np.sin(2 * np.pi * self.scale_hz * t + self.phase)))
-        # rotate/scale about the texture centre, then move that centre to ``pos``
-        return similarity_matrix(self.angle + self.spin * t, scale, pos[0] - tw / 2.0, pos[1] - th / 2.0,
-                                 tw / 2.0, th / 2.0)
+        return pos, self.angle + self.spin * t, scale
 
 
 class SceneSequence:
-    """Frames and ground-truth flow of a camera moving over a procedural scene.
+    """Frames and ground-truth flow of a camera moving over a photo with moving objects.
 
-    ``size`` = (H, W). Motion magnitudes scale with W (given at 640 px): the camera pans up to
-    about 7 px/frame at 30 Hz, objects move 1-5 px/frame relative to the scene.
+    ``size`` = (H, W). The camera pans along a smooth curve (a few px per frame at 30 Hz), zooms and
+    rolls; objects move 1-5 px per frame relative to the scene (at 640 px width).
     """
 
-    def __init__(self, size: Tuple[int, int] = (480, 640), fps: float = 30.0, seed: int = 0,
-                 n_objects: int = 5):
+    def __init__(self, size: Tuple[int, int] = (480, 640), fps: float = 30.0, seed: int = 0, n_objects: int = 4):
         self.h, self.w = int(size[0]), int(size[1])
         if self.h < 16 or self.w < 16:
             raise ValueError(f"size must be at least 16x16, got {size}")
@@ -80,84 +78,88 @@ class SceneSequence:
             raise ValueError(f"fps must be positive, got {fps}")
         self.fps = float(fps)
         rng = np.random.default_rng([seed, 0x5A3B1E])
-        px = self.w / 640.0
-        # the scene texture is larger than the view so that panning reveals new content
-        self.scene_h, self.scene_w = int(self.h * 1.6), int(self.w * 1.6)
-        self.background = random_texture(rng, self.scene_h, self.scene_w, kind="leaves")
-        self.pan_amp = np.array([0.2 * self.scene_w, 0.12 * self.scene_h]) * rng.uniform(0.8, 1.0, 2)
-        self.pan_hz = rng.uniform(0.12, 0.18, 2)
-        self.pan_phase = rng.uniform(0, 2 * np.pi, 2)
+        self.atlas = G.PhotoAtlas(self._photos())
+        ph, pw = self.atlas.sizes[0]
+        self.base_scale = 1.3 * max(self.w / pw, self.h / ph)  # image px per scene px at zoom 1
+        self.scene = np.array([pw, ph], float)
+        view = np.array([self.w, self.h]) / (1.12 * self.base_scale)  # scene px seen at the mean zoom
+        self.pan_amp = 0.5 * (self.scene - view) * rng.uniform(0.7, 0.9, 2)
+        self.pan_hz, self.pan_phase = rng.uniform(0.12, 0.18, 2), rng.uniform(0, 2 * np.pi, 2)
         self.zoom_phase = rng.uniform(0, 2 * np.pi)
-        self.objects: List[_Track] = []
-        side = min(self.h, self.w)
-        for _ in range(n_objects):
-            d = max(8, int(rng.uniform(0.15, 0.35) * side))
-            rgba = np.dstack([random_texture(rng, d, d), object_mask(rng, d)])
-            speed = rng.uniform(30, 150) * px
-            heading = rng.uniform(0, 2 * np.pi)
-            self.objects.append(_Track(
-                rgba=rgba,
-                centre=np.array([self.scene_w / 2 + rng.uniform(-0.3, 0.3) * self.w,
-                                 self.scene_h / 2 + rng.uniform(-0.3, 0.3) * self.h]),
-                velocity=speed * np.array([np.cos(heading), np.sin(heading)]),
-                wobble=rng.uniform(5, 30, 2) * px, wobble_hz=rng.uniform(0.2, 0.6),
-                angle=rng.uniform(0, 2 * np.pi), spin=rng.normal(0, 0.5),
-                log_scale_amp=rng.uniform(0.0, 0.15), scale_hz=rng.uniform(0.1, 0.4),
-                phase=rng.uniform(0, 2 * np.pi)))
+        self.objects = [self._object(rng, k % (len(PHOTOS) - 1) + 1) for k in range(n_objects)]
+        self.tracks = [self._track(rng) for _ in range(n_objects)]
+        self.grid = G.pixel_grid((self.h, self.w), torch.device("cpu"))
+        self.rng = rng
+
+    def _photos(self) -> List[np.ndarray]:
+        """The photos, shrunk (area filter) when the view would shrink them anyway: rendering at about one
+        photo pixel per image pixel or more never aliases, so small test sequences stay coherent too."""
+        photos = skimage_photos(PHOTOS)
+        ph, pw = photos[0].shape[:2]
+        shrink = 1.3 * max(self.w / pw, self.h / ph)
+        if shrink >= 1.0:
+            return photos
+        return [cv2.resize(p, None, fx=shrink, fy=shrink, interpolation=cv2.INTER_AREA) for p in photos]
+
+    def _object(self, rng: np.random.Generator, photo: int) -> Dict[str, object]:
+        ph, pw = self.atlas.sizes[photo]
+        r = rng.uniform(0.12, 0.22) * min(self.h, self.w) / self.base_scale  # scene px = texture px
+        centre = [rng.uniform(r, max(r, pw - r)), rng.uniform(r, max(r, ph - r))]
+        shape = G._star(rng) if rng.random() < 0.5 else G._polygons(rng)
+        return {"photo": photo, "flat": False, "present": True, "centre": centre, "r_photo": r,
+                "r_img": r * self.base_scale, **shape}
+
+    def _track(self, rng: np.random.Generator) -> _Track:
+        px = 1.0 / self.base_scale * (self.w / 640.0)  # scene px per image px at 640 width
+        heading = rng.uniform(0, 2 * np.pi)
+        return _Track(centre=self.scene / 2 + rng.uniform(-0.25, 0.25, 2) * self.scene,
+                      velocity=rng.uniform(30, 120) * px * np.array([np.cos(heading), np.sin(heading)]),
+                      wobble=rng.uniform(5, 30, 2) * px, wobble_hz=rng.uniform(0.2, 0.6),
+                      angle=rng.uniform(0, 2 * np.pi), spin=rng.normal(0, 0.5), log_scale_amp=rng.uniform(0.0, 0.15),
+                      scale_hz=rng.uniform(0.1, 0.4), phase=rng.uniform(0, 2 * np.pi))
 
     def camera(self, t: float) -> np.ndarray:
-        """3x3 affine: scene pixel -> image pixel at time ``t`` (pan along a smooth curve, zoom, roll)."""
-        centre = (np.array([self.scene_w / 2.0, self.scene_h / 2.0])
-                  + self.pan_amp * np.sin(2 * np.pi * self.pan_hz * t + self.pan_phase))
-        zoom = 1.12 + 0.08 * np.sin(2 * np.pi * 0.2 * t + self.zoom_phase)  # image px per scene px (>= 1.04)
+        """3x3: scene pixel -> image pixel at time ``t`` (s): pan along a smooth curve, zoom, roll."""
+        centre = self.scene / 2 + self.pan_amp * np.sin(2 * np.pi * self.pan_hz * t + self.pan_phase)
+        zoom = self.base_scale * (1.12 + 0.08 * np.sin(2 * np.pi * 0.2 * t + self.zoom_phase))
         roll = 0.04 * np.sin(2 * np.pi * 0.15 * t + self.zoom_phase)
-        c, s = zoom * np.cos(roll), zoom * np.sin(roll)
-        # x_img = zoom * R(roll) (p - centre) + image centre
-        return np.array([[c, -s, self.w / 2.0 - c * centre[0] + s * centre[1]],
-                         [s, c, self.h / 2.0 - s * centre[0] - c * centre[1]],
-                         [0.0, 0.0, 1.0]])
+        return similarity(zoom, roll, centre, ((self.w - 1) / 2, (self.h - 1) / 2))
 
     def _affines(self, k: int) -> List[np.ndarray]:
-        """Texture -> image affines of [background, objects...] at frame ``k``."""
-        cam = self.camera(k / self.fps)
-        return [cam] + [cam @ obj.to_scene(k / self.fps) for obj in self.objects]
+        """Texture -> image maps of [background, objects...] at frame ``k``."""
+        t = k / self.fps
+        cam = self.camera(t)
+        maps = [cam]
+        for obj, track in zip(self.objects, self.tracks):
+            pos, angle, scale = track.pose(t)
+            maps.append(cam @ similarity(scale, angle, obj["centre"], pos))
+        return maps
+
+    def _layers(self, maps: Sequence[np.ndarray]) -> List[Dict[str, torch.Tensor]]:
+        layers = [{"a1": maps[0], "motion": np.eye(3), "photo": 0, "flat": False, "present": True, "kind": 0,
+                   "defocus": 0.0}] + [{**obj, "a1": m, "motion": np.eye(3)} for obj, m in zip(self.objects, maps[1:])]
+        return G.layers_of(G.stack_scenes([layers], torch.device("cpu")))
+
+    def _render(self, k: int) -> Tuple[np.ndarray, torch.Tensor, List[np.ndarray]]:
+        maps = self._affines(k)
+        img, ids = G.render(self.atlas, self._layers(maps), "inv1", torch.zeros(1), self.grid)
+        noisy = img[0].permute(1, 2, 0).numpy() * 255.0 + self.rng.normal(0, 1.0, (self.h, self.w, 3))
+        return np.clip(noisy + 0.5, 0, 255).astype(np.uint8), ids, maps
 
     def frames(self, n: int) -> Iterator[Tuple[np.ndarray, Optional[np.ndarray]]]:
         """Yield (image uint8 [H,W,3] RGB, flow float32 [H,W,2] from the previous frame, NaN where
         unknown; None for the first frame) for frames 0..n-1."""
-        textures = [self.background] + [o.rgba for o in self.objects]
-        xs = np.arange(self.w, dtype=np.float32)[None, :]
-        ys = np.arange(self.h, dtype=np.float32)[:, None]
-        prev_affines = self._affines(0)
-        layers = [Layer(tex, a, np.eye(3)) for tex, a in zip(textures, prev_affines)]
-        img, prev_ids, prev_rois = render_layers(layers[0], layers[1:], 1, self.h, self.w)
+        img, prev_ids, prev_maps = self._render(0)
         yield img, None
         for k in range(1, n):
-            affines = self._affines(k)
-            layers = [Layer(tex, a0, a1 @ np.linalg.inv(a0)) for tex, a0, a1 in zip(textures, prev_affines, affines)]
-            img, ids, rois = render_layers(layers[0], layers[1:], 2, self.h, self.w)
-            yield img, self._flow(layers, prev_ids, prev_rois, ids, xs, ys)
-            prev_affines, prev_ids, prev_rois = affines, ids, rois
-
-    def _flow(self, layers: Sequence[Layer], ids1: np.ndarray, rois1: list, ids2: np.ndarray,
-              xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
-        """Flow of the front-most layer at each frame-1 pixel; NaN where it leaves the image or is occluded."""
-        flow = np.empty((self.h, self.w, 2), np.float32)
-        flow[:, :, 0], flow[:, :, 1] = affine_flow(layers[0].motion, xs, ys)
-        for k, (layer, box) in enumerate(zip(layers[1:], rois1), start=1):
-            if box is None:
-                continue
-            x0, y0, x1, y1 = box
-            sel = ids1[y0:y1, x0:x1] == k
-            if sel.any():
-                u, v = affine_flow(layer.motion, xs[:, x0:x1], ys[y0:y1])
-                flow[y0:y1, x0:x1, 0][sel] = u[sel]
-                flow[y0:y1, x0:x1, 1][sel] = v[sel]
-        tx, ty = flow[:, :, 0] + xs, flow[:, :, 1] + ys
-        inside = (tx >= 0) & (tx <= self.w - 1) & (ty >= 0) & (ty <= self.h - 1)
-        front2 = cv2.remap(ids2, tx, ty, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=255)
-        flow[~(inside & (front2 == ids1))] = np.nan
-        return flow
+            img, ids, maps = self._render(k)
+            motion = torch.as_tensor(np.array([[m1 @ np.linalg.inv(m0) for m0, m1 in zip(prev_maps, maps)]]),
+                                     dtype=torch.float32)
+            flow, valid = G.flow_and_valid(motion, prev_ids, ids, self.grid)
+            flow = flow[0].permute(1, 2, 0).numpy().copy()
+            flow[~valid[0].numpy()] = np.nan
+            yield img, flow
+            prev_ids, prev_maps = ids, maps
 
 
 def write_sample_bag(path: str | os.PathLike = DEFAULT_PATH, frames: int = 90, size: Tuple[int, int] = (480, 640),

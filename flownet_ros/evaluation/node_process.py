@@ -1,0 +1,91 @@
+"""The flownet node as a subprocess of a replay: its command line, topics, environment and lifetime."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+from flownet_ros.evaluation.bagio import COMPRESSED, IMAGE
+
+TWIST = "geometry_msgs/msg/TwistStamped"
+TIME_REFERENCE = "sensor_msgs/msg/TimeReference"  # ~/flow_pair: header = newer frame, time_ref = older frame
+DIAGNOSTICS = "diagnostic_msgs/msg/DiagnosticArray"
+#: node output name -> message type (topics are <namespace>/<node name>/<output>)
+NODE_OUTPUTS = {"flow": IMAGE, "flow_color": IMAGE, "motion": TWIST, "flow_pair": TIME_REFERENCE}
+
+
+class ReplayError(RuntimeError):
+    """The replay could not run (node failed to start or died, no outputs)."""
+
+
+def node_topics(node_name: str = "flownet", namespace: str = "") -> Dict[str, str]:
+    """Absolute output topics of the node: {'flow': '/ns/flownet/flow', ...} plus '/diagnostics'."""
+    ns = "/" + namespace.strip("/") if namespace.strip("/") else ""
+    topics = {name: f"{ns}/{node_name}/{name}" for name in NODE_OUTPUTS}
+    topics["diagnostics"] = "/diagnostics"
+    return topics
+
+
+def node_command(image_topic: str, msgtype: str, node_name: str = "flownet", namespace: str = "",
+                 params: Optional[Dict[str, str]] = None) -> List[str]:
+    """Command line that starts the node on ``image_topic`` (raw Image or CompressedImage).
+
+    A compressed topic ``<base>/compressed`` is image_transport's convention, which the node follows
+    (base topic ``image`` remapped to ``<base>``); any other compressed topic name is remapped on top.
+    """
+    params = dict(params or {})
+    remaps = [f"image:={image_topic}"]
+    if msgtype == COMPRESSED:
+        params.setdefault("transport", "compressed")
+        if image_topic.endswith("/compressed"):
+            remaps = [f"image:={image_topic[: -len('/compressed')]}"]
+        else:
+            remaps = ["image:=/flownet_replay/image", f"/flownet_replay/image/compressed:={image_topic}"]
+    cmd = [sys.executable, "-m", "flownet_ros.ros.node", "--ros-args", "-r", f"__node:={node_name}"]
+    for rule in remaps:
+        cmd += ["-r", rule]
+    if namespace.strip("/"):
+        cmd += ["-r", f"__ns:=/{namespace.strip('/')}"]
+    for key, value in params.items():
+        cmd += ["-p", f"{key}:={value}"]
+    return cmd
+
+
+class NodeProcess:
+    """The node as a subprocess; output goes to ``log_path``. ``stop()`` sends SIGINT, then kills."""
+
+    def __init__(self, cmd: Sequence[str], log_path: Path, env: Dict[str, str]):
+        self.cmd = list(cmd)
+        self.log_path = Path(log_path)
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(self.cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env,
+                                     start_new_session=True)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def log_tail(self, lines: int = 25) -> str:
+        if not self._log.closed:
+            self._log.flush()
+        text = self.log_path.read_text(errors="replace").splitlines()
+        return "\n".join(text[-lines:])
+
+    def check(self) -> None:
+        if not self.alive():
+            raise ReplayError(f"the node exited with code {self.proc.returncode}; log {self.log_path}:\n"
+                              f"{self.log_tail()}")
+
+    def stop(self, timeout: float = 10.0) -> Optional[int]:
+        if self.alive():
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        return self.proc.returncode
