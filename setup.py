@@ -1,10 +1,30 @@
 """ament_python package flownet_ros (colcon build, or run from the source tree with make)."""
 
+import os
+import subprocess
+import sys
 from glob import glob
 
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
 
 PACKAGE = "flownet_ros"
+
+
+class BuildWithExtension(build_py):
+    """Also compile the correlation extension into the built package (ops/prebuilt), so that the node does
+    not compile it on its first frame after `colcon build`. Needs torch and a C++ compiler in the Python
+    that runs the build; without them (or with FLOWNET_ROS_PREBUILD=0) the package still installs and
+    compiles the extension on first use instead."""
+
+    def run(self):
+        super().run()
+        if os.environ.get("FLOWNET_ROS_PREBUILD", "1") == "0":
+            return
+        target = os.path.join(self.build_lib, PACKAGE, "ops", "prebuilt")
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([self.build_lib, os.environ.get("PYTHONPATH", "")]))
+        subprocess.run([sys.executable, "-m", "flownet_ros.ops.build", "--install-into", target], env=env,
+                       check=False)
 
 setup(
     name=PACKAGE,
@@ -19,6 +39,8 @@ setup(
         (f"share/{PACKAGE}/models", glob("models/*.pt") + glob("models/*.md") + glob("models/*.json")),
     ],
     install_requires=["setuptools"],
+    python_requires=">=3.10",
+    cmdclass={"build_py": BuildWithExtension},
     zip_safe=False,
     maintainer="flownet_ros maintainers",
     maintainer_email="maintainers@flownet-ros.invalid",

@@ -3,78 +3,75 @@
     ros2 launch flownet_ros flownet.launch.py image:=/camera/image_raw
     ros2 launch flownet_ros flownet.launch.py namespace:=front image:=/front/image_raw rviz:=true
     ros2 launch flownet_ros flownet.launch.py params_file:=/path/my_flownet.yaml use_sim_time:=true
+    ros2 launch flownet_ros flownet.launch.py image:=/camera/image_raw transport:=compressed
 
 The Fast DDS profile config/fastdds.xml (16 MiB shared-memory segments) is set for the processes
-started here; camera drivers and other image consumers need it too (see docs/node.md).
+started here (``fastdds_profile:=none`` keeps the environment's); camera drivers and other image
+consumers need it too (see docs/node.md). ``use_sim_time`` and ``transport`` override the params file
+only when given.
 """
 
-from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
-from launch.conditions import IfCondition
-from launch.substitutions import LaunchConfiguration, PathJoinSubstitution, PythonExpression
+import tempfile
+from pathlib import Path
+
+from ament_index_python.packages import PackageNotFoundError, get_package_prefix, get_package_share_directory
+from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
+from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
-from launch_ros.descriptions import ParameterValue
-from launch_ros.substitutions import FindPackageShare
+
+from flownet_ros.ros.dds import profile_variable
+from flownet_ros.ros.launch_setup import DEFAULT_IMAGE, parameter_overrides, profile_to_set, rviz_config
+from launch import LaunchDescription
+
+SHARE = Path(get_package_share_directory("flownet_ros"))
+
+
+def _rviz(namespace: str, image: str) -> Node:
+    try:
+        get_package_prefix("rviz2")
+    except PackageNotFoundError:
+        raise RuntimeError("rviz:=true but the package rviz2 is not installed (sudo apt install "
+                           "ros-$ROS_DISTRO-rviz2); nothing was started") from None
+    config = rviz_config((SHARE / "config" / "flownet.rviz").read_text(), image, namespace)
+    path = Path(tempfile.mkdtemp(prefix="flownet_rviz_")) / "flownet.rviz"
+    path.write_text(config)
+    return Node(package="rviz2", executable="rviz2", name="flownet_rviz", namespace=namespace,
+                arguments=["-d", str(path)], output="screen")
+
+
+def _setup(context):
+    arg = lambda name: LaunchConfiguration(name).perform(context)  # noqa: E731
+    namespace, image = arg("namespace"), arg("image")
+    actions = []
+    profile = profile_to_set(arg("fastdds_profile"))
+    if profile is not None:
+        actions.append(SetEnvironmentVariable(profile_variable(), profile))
+    overrides = parameter_overrides(arg("use_sim_time"), arg("transport"))
+    flownet = Node(package="flownet_ros", executable="flownet_node", name="flownet", namespace=namespace,
+                   parameters=[arg("params_file")] + ([overrides] if overrides else []),
+                   remappings=[("image", image), ("camera_info", arg("camera_info"))],
+                   output="screen", emulate_tty=True)
+    rviz = [_rviz(namespace, image)] if arg("rviz").lower() == "true" else []  # checked before anything starts
+    return actions + [flownet] + rviz
 
 
 def generate_launch_description():
-    share = FindPackageShare("flownet_ros")
-    namespace = LaunchConfiguration("namespace")
-    image = LaunchConfiguration("image")
-    camera_info = LaunchConfiguration("camera_info")
-    params_file = LaunchConfiguration("params_file")
-    use_sim_time = ParameterValue(LaunchConfiguration("use_sim_time"), value_type=bool)
-    fastdds_profile = LaunchConfiguration("fastdds_profile")
-
-    arguments = [
-        DeclareLaunchArgument("namespace", default_value="",
-                              description="Namespace of the node (one instance per camera)."),
-        DeclareLaunchArgument("image", default_value="/camera/image_raw",
-                              description="Input image topic (transport 'compressed' reads <image>/compressed)."),
+    return LaunchDescription([
+        DeclareLaunchArgument("namespace", default_value="", description="Namespace of the node (one per camera)."),
+        DeclareLaunchArgument("image", default_value=DEFAULT_IMAGE,
+                              description="Input image topic (transport compressed reads <image>/compressed)."),
         DeclareLaunchArgument("camera_info", default_value="/camera/camera_info",
                               description="CameraInfo topic (rotation rates about the camera x/y axes)."),
-        DeclareLaunchArgument("params_file", default_value=PathJoinSubstitution([share, "config", "flownet.yaml"]),
+        DeclareLaunchArgument("params_file", default_value=str(SHARE / "config" / "flownet.yaml"),
                               description="Parameter file of flownet_node."),
-        DeclareLaunchArgument("use_sim_time", default_value="false",
-                              description="Use /clock (bag replay with --clock, simulators)."),
+        DeclareLaunchArgument("use_sim_time", default_value="",
+                              description="true: use /clock (bag replay with --clock, simulators); "
+                                          "default: the params file's value (false if absent)."),
+        DeclareLaunchArgument("transport", default_value="",
+                              description="raw or compressed; default: the params file's value (raw if absent)."),
         DeclareLaunchArgument("rviz", default_value="false", description="Start RViz with config/flownet.rviz."),
-        DeclareLaunchArgument("fastdds_profile",
-                              default_value=PathJoinSubstitution([share, "config", "fastdds.xml"]),
+        DeclareLaunchArgument("fastdds_profile", default_value=str(SHARE / "config" / "fastdds.xml"),
                               description="Fast DDS XML profile for the processes started here "
-                                          "('' = keep the environment)."),
-    ]
-
-    flownet = Node(
-        package="flownet_ros",
-        executable="flownet_node",
-        name="flownet",
-        namespace=namespace,
-        parameters=[params_file, {"use_sim_time": use_sim_time}],
-        remappings=[
-            ("image", image),
-            ("image/compressed", [image, "/compressed"]),
-            ("camera_info", camera_info),
-        ],
-        output="screen",
-        emulate_tty=True,
-    )
-
-    rviz = Node(
-        package="rviz2",
-        executable="rviz2",
-        name="flownet_rviz",
-        namespace=namespace,
-        arguments=["-d", PathJoinSubstitution([share, "config", "flownet.rviz"])],
-        parameters=[{"use_sim_time": use_sim_time}],
-        condition=IfCondition(LaunchConfiguration("rviz")),
-        output="screen",
-    )
-
-    use_profile = IfCondition(PythonExpression(["'", fastdds_profile, "' != ''"]))
-    return LaunchDescription(arguments + [
-        # Fast DDS 3 (Kilted and later) reads the first, Fast DDS 2 (Humble, Jazzy) the second
-        SetEnvironmentVariable("FASTDDS_DEFAULT_PROFILES_FILE", fastdds_profile, condition=use_profile),
-        SetEnvironmentVariable("FASTRTPS_DEFAULT_PROFILES_FILE", fastdds_profile, condition=use_profile),
-        flownet,
-        rviz,
+                                          "('none' = keep the environment's)."),
+        OpaqueFunction(function=_setup),
     ])

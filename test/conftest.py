@@ -10,15 +10,22 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# Idle OpenMP threads sleep instead of spinning (as in the node): on a 2-core CI machine the test process,
+# the node subprocesses it starts and torch's spinning workers would otherwise take turns for whole time
+# slices (docs/node.md, CPU use). Before torch is imported by any test module.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 _ros_tmp = tempfile.mkdtemp(prefix="flownet_ros_test_")
 os.environ["ROS_DOMAIN_ID"] = str(1 + os.getpid() % 100)
 os.environ["ROS_HOME"] = _ros_tmp
 os.environ["ROS_LOG_DIR"] = os.path.join(_ros_tmp, "log")
 os.environ.setdefault("ROS_LOCALHOST_ONLY", "1")
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-if (REPO / "config" / "fastdds.xml").is_file():
-    os.environ["FASTRTPS_DEFAULT_PROFILES_FILE"] = str(REPO / "config" / "fastdds.xml")
-    os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = str(REPO / "config" / "fastdds.xml")
+if (REPO / "config" / "fastdds.xml").is_file():  # the one variable this distribution's Fast DDS reads
+    from flownet_ros.ros.dds import VARIABLES, with_profile
+
+    for var in VARIABLES:
+        os.environ.pop(var, None)
+    os.environ.update(with_profile(profile=str(REPO / "config" / "fastdds.xml")))
 
 
 @pytest.fixture

@@ -7,10 +7,21 @@ import numpy as np
 import pytest
 from sensor_msgs.msg import CompressedImage, Image
 
-from flownet_ros.ros.conversions import (SUPPORTED_ENCODINGS, ImageConversionError, array_to_image_msg,
-                                         bytes_per_pixel, compressed_msg_to_rgb, compressed_to_rgb,
-                                         flow_to_image_msg, image_msg_to_array, image_msg_to_flow,
-                                         image_msg_to_rgb, raw_to_rgb, rgb_to_image_msg, to_8bit)
+from flownet_ros.ros.conversions import (
+    SUPPORTED_ENCODINGS,
+    ImageConversionError,
+    array_to_image_msg,
+    bytes_per_pixel,
+    compressed_msg_to_rgb,
+    compressed_to_rgb,
+    flow_to_image_msg,
+    image_msg_to_array,
+    image_msg_to_flow,
+    image_msg_to_rgb,
+    raw_to_rgb,
+    rgb_to_image_msg,
+    to_8bit,
+)
 
 H, W = 24, 32
 

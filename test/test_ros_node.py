@@ -418,15 +418,23 @@ def test_dis_backend(client, nodes):
 
 
 def test_startup_failures_exit_nonzero_with_message(ckpt, tmp_path):
-    """Missing / corrupt checkpoint, bad parameter values: exit code 2 and one clear line, no traceback."""
+    """Missing / corrupt checkpoint, bad parameter values, a bad or missing params file, a malformed -p, an
+    inference size beyond max_pixels: exit code 2 and one clear line, no traceback."""
     corrupt = tmp_path / "corrupt.pt"
     corrupt.write_bytes(b"PK\x03\x04" + np.random.default_rng(7).bytes(200))
+    bad_yaml = tmp_path / "bad.yaml"
+    bad_yaml.write_text("::: not yaml [\n")
     cases = [
         (["-p", f"checkpoint:={tmp_path / 'nope.pt'}"], "file not found"),
-        (["-p", f"checkpoint:={corrupt}"], "not a readable PyTorch checkpoint"),
+        (["-p", f"checkpoint:={corrupt}"], "damaged or truncated PyTorch zip archive"),
         (["-p", f"checkpoint:={ckpt}", "-p", "transport:=carrier_pigeon"], "transport must be one of raw, compressed"),
         (["-p", f"checkpoint:={ckpt}", "-p", "depth:=0"], "out of range"),
         (["-p", f"checkpoint:={ckpt}", "-p", "max_frame_gap:=2"], "decimal point"),
+        (["-p", "nocolon"], "Couldn't parse parameter override rule: '-p nocolon'"),
+        (["--params-file", str(tmp_path / "missing.yaml")], "Error opening YAML file"),
+        (["--params-file", str(bad_yaml)], "Couldn't parse params file"),
+        (["-p", f"checkpoint:={ckpt}", "-p", "inference_height:=2048", "-p", "inference_width:=2048"],
+         "exceeds max_pixels"),
     ]
     # -X faulthandler: if a process ever hangs (seen once in CI-like conditions, not reproduced), SIGABRT
     # makes it print every thread's Python stack into the failure message.

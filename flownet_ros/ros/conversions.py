@@ -1,7 +1,8 @@
 """sensor_msgs image <-> numpy conversions without cv_bridge (which is broken with NumPy 2).
 
 Every input conversion returns an HxWx3 uint8 RGB array (what the flow estimators take) or raises
-:class:`ImageConversionError` (a ValueError) saying what is wrong with the message. Output
+:class:`ImageConversionError` (a ValueError) saying what is wrong with the message, or
+:class:`flownet_ros.ros.limits.FrameSizeError` (a ValueError) for a frame beyond the size limits. Output
 conversions build ``sensor_msgs/Image`` messages (``32FC2`` flow, ``rgb8`` colour).
 
 The functions take plain fields (``encoding, height, width, step, is_bigendian, data``) so they can
@@ -12,8 +13,12 @@ from __future__ import annotations
 
 import array
 import sys
+from typing import Optional
+
 import cv2
 import numpy as np
+
+from flownet_ros.ros.limits import DEFAULT_MAX_PIXELS, check_frame_size, compressed_size
 
 __all__ = [
     "ImageConversionError", "SUPPORTED_ENCODINGS", "bytes_per_pixel", "check_raw", "raw_to_rgb",
@@ -57,11 +62,15 @@ def bytes_per_pixel(encoding: str) -> int:
     return channels * depth
 
 
-def check_raw(encoding: str, height: int, width: int, step: int, data_len: int) -> None:
-    """Cheap consistency checks of a raw image message (no pixel is touched)."""
+def check_raw(encoding: str, height: int, width: int, step: int, data_len: int,
+              max_pixels: Optional[int] = None) -> None:
+    """Cheap consistency checks of a raw image message (no pixel is touched); with ``max_pixels``, also
+    the frame size limits of :func:`flownet_ros.ros.limits.check_frame_size`."""
     bpp = bytes_per_pixel(encoding)
     if height <= 0 or width <= 0:
         raise ImageConversionError(f"empty image: {width}x{height}")
+    if max_pixels is not None:
+        check_frame_size(width, height, max_pixels)
     if step < width * bpp:
         raise ImageConversionError(f"step {step} is smaller than width * bytes per pixel = "
                                    f"{width} * {bpp} = {width * bpp} for {encoding}")
@@ -124,17 +133,25 @@ def image_msg_to_rgb(msg) -> np.ndarray:
     return raw_to_rgb(msg.encoding, msg.height, msg.width, msg.step, bool(msg.is_bigendian), msg.data)
 
 
-def compressed_to_rgb(fmt: str, data) -> np.ndarray:
-    """CompressedImage fields -> HxWx3 uint8 RGB via cv2.imdecode (jpeg, png, tiff, ...).
+def compressed_to_rgb(fmt: str, data, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """CompressedImage fields -> HxWx3 uint8 RGB via cv2.imdecode (JPEG or PNG).
 
-    ``fmt`` is "ORIG_PIXFMT; CODEC compressed [COMPRESSED_PIXFMT]" (empty = bgr8/mono8 jpeg); the
-    decoder reads the codec from the data itself, so only compressedDepth (a depth-map format with its
-    own header) is refused up front.
+    ``fmt`` is "ORIG_PIXFMT; CODEC compressed [COMPRESSED_PIXFMT]" (empty = bgr8/mono8 jpeg). The codec
+    and the frame size are read from the data's own header and checked against the size limits
+    (:mod:`flownet_ros.ros.limits`) before anything is decoded, so a small file that declares a huge
+    frame costs nothing; compressedDepth (a depth-map format with its own header) is refused.
     """
     if "compresseddepth" in fmt.replace(" ", "").lower():
         raise ImageConversionError(f"compressedDepth images are depth maps, not camera images (format {fmt!r})")
     if len(data) == 0:
         raise ImageConversionError("compressed image has no data")
+    codec, size = compressed_size(data)
+    if codec == "unknown":
+        raise ImageConversionError(f"corrupt compressed image: neither PNG nor JPEG data ({len(data)} bytes, "
+                                   f"format {fmt!r})")
+    if size is None:
+        raise ImageConversionError(f"corrupt {codec} ({len(data)} bytes): no image size in its header")
+    check_frame_size(size[0], size[1], max_pixels)
     buf = np.frombuffer(data, dtype=np.uint8)
     try:
         img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
@@ -144,6 +161,9 @@ def compressed_to_rgb(fmt: str, data) -> np.ndarray:
         err = "not a decodable image"
     if img is None or img.size == 0:
         raise ImageConversionError(f"corrupt compressed image ({len(buf)} bytes, format {fmt!r}): {err}")
+    if (img.shape[1], img.shape[0]) != tuple(size):
+        raise ImageConversionError(f"{codec} decodes to {img.shape[1]}x{img.shape[0]}, its header says "
+                                   f"{size[0]}x{size[1]}")
     img = to_8bit(img) if img.dtype == np.uint16 else img
     if img.dtype != np.uint8:
         raise ImageConversionError(f"compressed image decodes to unsupported pixel type {img.dtype}")
@@ -154,9 +174,9 @@ def compressed_to_rgb(fmt: str, data) -> np.ndarray:
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
-def compressed_msg_to_rgb(msg) -> np.ndarray:
+def compressed_msg_to_rgb(msg, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """sensor_msgs/CompressedImage -> HxWx3 uint8 RGB."""
-    return compressed_to_rgb(msg.format, msg.data)
+    return compressed_to_rgb(msg.format, msg.data, max_pixels)
 
 
 # ---- output -------------------------------------------------------------------------------------

@@ -12,13 +12,16 @@ import threading
 import time
 from typing import Dict, List, Optional
 
-COUNTERS = ("received", "rejected", "dropped", "processed", "published", "resets", "errors")
+COUNTERS = ("received", "rejected", "refused_size", "dropped", "processed", "published", "resets", "errors", "idle",
+            "color_skipped", "motion_skipped")
 
 
 class FlowStats:
-    """Totals: received (image messages), rejected (malformed), dropped (stale, replaced in the queue),
-    processed (frames converted by the worker), published (flow pairs), resets (pairs refused),
-    errors (exceptions in the worker)."""
+    """Totals: received (image messages), rejected (malformed or refused; refused_size: beyond the size
+    limits), dropped (stale, replaced in the queue), processed (frames converted by the worker), published
+    (flow pairs), resets (pairs refused), errors (exceptions in the worker), idle (frames skipped because
+    nobody subscribes to any output), color_skipped / motion_skipped (colour coding / motion fit not
+    computed because nobody subscribes to them)."""
 
     def __init__(self, clock=time.monotonic):
         self._clock = clock
@@ -64,7 +67,7 @@ class FlowStats:
                 "latency_median_s": statistics.median(lat) if lat else math.nan,
                 "latency_max_s": max(lat) if lat else math.nan,
                 "inference_median_s": statistics.median(inf) if inf else math.nan,
-                "new_received": delta["received"], "new_rejected": delta["rejected"],
+                "new_received": delta["received"], "new_rejected": delta["rejected"], "new_idle": delta["idle"],
                 "new_errors": delta["errors"], "new_dropped": delta["dropped"],
                 "new_published": delta["published"],
                 "max_frames_behind": self.max_frames_behind,
@@ -88,6 +91,8 @@ def status_level(r: Dict[str, float]) -> tuple:
         return DiagnosticStatus.WARN, "images received but no flow published (pairs reset? see max_frame_gap)"
     if not r["received"]:
         return DiagnosticStatus.OK, "waiting for images"
+    if r["new_received"] and r["new_idle"] == r["new_received"]:
+        return DiagnosticStatus.OK, "idle: nobody subscribes to the outputs"
     return DiagnosticStatus.OK, "ok"
 
 
@@ -97,11 +102,13 @@ def _fmt(v) -> str:
     return str(v)
 
 
-def make_status(report: Dict[str, float], name: str, hardware_id: str, info: Dict[str, str]):
-    """DiagnosticStatus with ``report`` (latencies in ms) and ``info`` (backend, device, model...)."""
+def make_status(report: Dict[str, float], name: str, hardware_id: str, info: Dict[str, str],
+                starting: Optional[str] = None):
+    """DiagnosticStatus with ``report`` (latencies in ms) and ``info`` (backend, device, model...);
+    ``starting``: one-time start-up work in progress (WARN with that message: frames wait meanwhile)."""
     from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 
-    level, message = status_level(report)
+    level, message = (DiagnosticStatus.WARN, starting) if starting else status_level(report)
     values = {
         "input_rate_hz": report["input_rate_hz"],
         "output_rate_hz": report["output_rate_hz"],
@@ -115,6 +122,10 @@ def make_status(report: Dict[str, float], name: str, hardware_id: str, info: Dic
         "messages_rejected": report["rejected"],
         "pair_resets": report["resets"],
         "processing_errors": report["errors"],
+        "frames_refused_size": report["refused_size"],
+        "frames_idle": report["idle"],
+        "color_skipped": report["color_skipped"],
+        "motion_skipped": report["motion_skipped"],
         "max_frames_behind": report["max_frames_behind"],
         "motion_inlier_fraction": report["motion_inlier_fraction"],
     }

@@ -4,8 +4,12 @@ Run: ``ros2 run flownet_ros flownet_node --ros-args -r image:=/camera/image_raw`
 ``python -m flownet_ros.ros.node --ros-args ...``. See docs/node.md for topics and parameters.
 
 Threads: the executor thread runs the image callback (cheap checks, then a non-blocking put into a
-single-slot queue), camera_info, parameters and the ~1 Hz diagnostics timer; one worker thread
-converts, pairs, runs the flow network and publishes.
+single-slot queue), camera_info, parameters and the diagnostics timer; one worker thread converts,
+pairs, runs the flow network and publishes. Nothing is computed for outputs nobody subscribes to.
+
+Shutdown (Ctrl-C, or SIGINT/SIGTERM from ``ros2 launch``): the first signal stops spinning, later ones
+are ignored; the worker finishes its frame while the node can still publish, the node is destroyed,
+ROS shuts down, and the process exits without interpreter finalisation (seconds of CPU after torch).
 """
 
 from __future__ import annotations
@@ -18,9 +22,10 @@ import os
 # OMP_WAIT_POLICY=ACTIVE in the environment to keep spinning.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import re
+import signal
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
 
@@ -29,82 +34,39 @@ from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import TwistStamped
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
 from rclpy.exceptions import InvalidParameterTypeException, ParameterException
-from rclpy.executors import ExternalShutdownException
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, TimeReference
+from std_msgs.msg import Header
+
 try:
     from rclpy.event_handler import SubscriptionEventCallbacks
 except ImportError:  # Humble
     from rclpy.qos_event import SubscriptionEventCallbacks
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image, TimeReference
 
 from flownet_ros.flow.motion import intrinsics_from_k
+from flownet_ros.inference.factory import EstimatorSpec, build_estimator
 from flownet_ros.inference.runtime import keep_frame_buffers_in_heap, set_cpu_threads
 from flownet_ros.models.checkpoint import CheckpointError
 from flownet_ros.ros import qos
-from flownet_ros.ros.conversions import (ImageConversionError, check_raw, compressed_msg_to_rgb,
-                                         flow_to_image_msg, image_msg_to_rgb, rgb_to_image_msg)
+from flownet_ros.ros.conversions import (
+    ImageConversionError,
+    check_raw,
+    compressed_msg_to_rgb,
+    flow_to_image_msg,
+    image_msg_to_rgb,
+    rgb_to_image_msg,
+)
 from flownet_ros.ros.diagnostics import FlowStats, make_status
+from flownet_ros.ros.limits import FrameSizeError, check_frame_size, compressed_size
 from flownet_ros.ros.pairing import Frame, FramePairer
-from flownet_ros.ros.pipeline import FlowPipeline, FlowResult, PipelineSettings
+from flownet_ros.ros.parameters import PARAM_BY_NAME, PARAMS, ParamSpec, validate, validate_all
+from flownet_ros.ros.pipeline import FlowPipeline, FlowResult, PipelineSettings, Wanted
 from flownet_ros.ros.worker import LatestQueue, Worker
 
 NODE_NAME = "flownet"
-BACKENDS = ("flownet", "dis")
-PRECISIONS = ("fp32", "fp16", "bf16")
-TRANSPORTS = ("raw", "compressed")
-DIS_PRESETS = ("ultrafast", "fast", "medium")
-DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 LOG_THROTTLE_S = 5.0
-
-
-@dataclass(frozen=True)
-class ParamSpec:
-    name: str
-    default: Any
-    description: str
-    read_only: bool = False
-    choices: Optional[tuple] = None  # allowed string values
-    int_range: Optional[tuple] = None  # (from, to, step)
-    float_range: Optional[tuple] = None  # (from, to)
-
-
-PARAMS = (
-    ParamSpec("backend", "flownet", "Flow backend: 'flownet' (FlowNetC checkpoint) or 'dis' (OpenCV DIS, CPU).",
-              True, BACKENDS),
-    ParamSpec("checkpoint", "", "FlowNet checkpoint file; '' = the shipped model.", True),
-    ParamSpec("device", "auto", "Torch device: auto (CUDA if available), cpu, cuda or cuda:N.", True),
-    ParamSpec("precision", "fp32", "Inference precision on CUDA: fp32, fp16 or bf16 (CPU always fp32).",
-              True, PRECISIONS),
-    ParamSpec("inference_height", 0, "Network input height (multiple of 64; 0 = input height rounded "
-              "to 64). Used only when inference_width is also > 0.", int_range=(0, 4096, 64)),
-    ParamSpec("inference_width", 0, "Network input width (multiple of 64; 0 = input width rounded to 64).",
-              int_range=(0, 4096, 64)),
-    ParamSpec("threads", 0, "CPU threads for inference, colour coding and image conversion (torch and "
-              "OpenCV); 0 = all cores. Keeps cores free for other nodes on a robot.", True,
-              int_range=(0, 1024, 1)),
-    ParamSpec("dis_preset", "medium", "OpenCV DIS preset for backend 'dis': ultrafast, fast or medium.",
-              True, DIS_PRESETS),
-    ParamSpec("transport", "raw", "Input: 'raw' subscribes 'image' (sensor_msgs/Image), 'compressed' "
-              "subscribes 'image/compressed' (sensor_msgs/CompressedImage).", True, TRANSPORTS),
-    ParamSpec("reliability", "best_effort", "Input QoS reliability: best_effort (receives from any "
-              "publisher, REP-2003) or reliable (only from reliable publishers).", True, tuple(qos.RELIABILITIES)),
-    ParamSpec("depth", 5, "QoS history depth (KEEP_LAST) of the subscriptions and publishers.", True,
-              int_range=(1, 1000, 1)),
-    ParamSpec("max_frame_gap", 1.0, "Do not pair frames whose stamps differ by more than this many "
-              "seconds (0 = no limit).", float_range=(0.0, 3600.0)),
-    ParamSpec("publish_color", True, "Publish ~/flow_color (rgb8 Middlebury colour coding)."),
-    ParamSpec("color_max_flow", 0.0, "Flow magnitude in pixels that maps to full colour saturation "
-              "(0 = the largest magnitude of each frame).", float_range=(0.0, 10000.0)),
-    ParamSpec("publish_motion", True, "Publish ~/motion (robust global image-plane motion)."),
-    ParamSpec("motion_threshold", 1.0, "Inlier threshold of the motion fit in pixels (raised to 5 % of "
-              "the median flow magnitude).", float_range=(0.01, 100.0)),
-    ParamSpec("use_camera_info", True, "Subscribe 'camera_info' and report rotation rates about the camera "
-              "x/y axes in ~/motion angular.x/y.", True),
-    ParamSpec("diagnostics_period", 1.0, "Seconds between /diagnostics messages.", True,
-              float_range=(0.1, 60.0)),
-)
-PARAM_BY_NAME = {p.name: p for p in PARAMS}
 
 
 def descriptor(p: ParamSpec) -> ParameterDescriptor:
@@ -119,38 +81,17 @@ def descriptor(p: ParamSpec) -> ParameterDescriptor:
     return d
 
 
-def validate(name: str, value: Any) -> Optional[str]:
-    """Reason why ``value`` is not acceptable for parameter ``name`` (None = fine).
-
-    Types and numeric ranges are enforced by rclpy from the descriptors; this checks the rest.
-    """
-    p = PARAM_BY_NAME.get(name)
-    if p is None:
-        return None
-    if p.choices and value not in p.choices:
-        return f"{name} must be one of {', '.join(p.choices)}; got {value!r}"
-    if name == "device" and not DEVICE_RE.match(str(value)):
-        return f"device must be auto, cpu, cuda or cuda:N; got {value!r}"
-    if p.int_range and (value < p.int_range[0] or value > p.int_range[1] or value % p.int_range[2]):
-        return f"{name} must be a multiple of {p.int_range[2]} in [{p.int_range[0]}, {p.int_range[1]}]; got {value}"
-    if p.float_range and not (p.float_range[0] <= value <= p.float_range[1]):
-        return f"{name} must be in [{p.float_range[0]}, {p.float_range[1]}]; got {value}"
-    return None
-
-
-def build_estimator(cfg: Dict[str, Any]):
-    """FlowEstimator or DISEstimator from the node's parameters (raises CheckpointError / ValueError)."""
-    if cfg["backend"] == "dis":
-        from flownet_ros.inference.dis import DISEstimator
-        return DISEstimator(cfg["dis_preset"])
-    from flownet_ros.inference import FlowEstimator
-    return FlowEstimator.from_checkpoint(cfg["checkpoint"] or None, device=cfg["device"],
-                                         precision=cfg["precision"], inference_size=_inference_size(cfg))
-
-
-def _inference_size(cfg: Dict[str, Any]):
+def inference_size(cfg: Dict[str, Any]):
     h, w = int(cfg["inference_height"]), int(cfg["inference_width"])
     return (h, w) if h > 0 and w > 0 else None
+
+
+def estimator_spec(cfg: Dict[str, Any]) -> EstimatorSpec:
+    """The estimator the node's parameters describe (refinement only with the network)."""
+    return EstimatorSpec(backend=cfg["backend"], checkpoint=cfg["checkpoint"], device=cfg["device"],
+                         precision=cfg["precision"], inference_size=inference_size(cfg),
+                         refine=cfg["refine"] if cfg["backend"] == "flownet" else "none",
+                         dis_preset=cfg["dis_preset"])
 
 
 @dataclass
@@ -166,31 +107,47 @@ class FlowNode(Node):
 
     def __init__(self, **kwargs):
         super().__init__(NODE_NAME, **kwargs)
+        self._closing = False
         try:
             self._setup()
         except BaseException:
-            self.destroy_node()  # a half-built node must not stay in the context (nor its worker run)
+            self.close()  # a half-built node must not stay in the context (nor its worker run)
             raise
 
     def _setup(self) -> None:
         for p in PARAMS:
             self.declare_parameter(p.name, p.default, descriptor(p))
         self.cfg: Dict[str, Any] = {p.name: self.get_parameter(p.name).value for p in PARAMS}
-        bad = [r for r in (validate(k, v) for k, v in self.cfg.items()) if r]
+        bad = validate_all(self.cfg)
         if bad:
-            raise ValueError("invalid parameters: " + "; ".join(bad))
+            raise ValueError(f"invalid parameters: {bad}")
         self.cpu_threads = set_cpu_threads(self.cfg["threads"])
-        self.estimator = build_estimator(self.cfg)
+        self.estimator = build_estimator(estimator_spec(self.cfg))
         self.stats = FlowStats()
         self.settings = PipelineSettings(self.cfg["publish_color"], self.cfg["color_max_flow"],
                                          self.cfg["publish_motion"], self.cfg["motion_threshold"])
         self.pairer = FramePairer(self.cfg["max_frame_gap"])
         self.pipeline = FlowPipeline(self.estimator, self.pairer, self.settings, self._intrinsics, self._on_reset)
         self._camera: Optional[CameraInfo] = None
-        self._apply_in_on_set = False
         self._accepted = 0
         self._lock = threading.Lock()
+        self._create_publishers()
+        self.queue = LatestQueue()
+        self.starting: Optional[str] = None  # one-time start-up work of the worker, reported in diagnostics
+        self.worker = Worker(self.queue, self._work, self._on_worker_error, startup=self._warm_up)
+        self.worker.start()
+        self._create_subscriptions()
+        self.diag_timer = self.create_timer(self.cfg["diagnostics_period"], self._publish_diagnostics)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self._apply_in_on_set = not hasattr(self, "add_post_set_parameters_callback")  # Humble
+        if not self._apply_in_on_set:
+            self.add_post_set_parameters_callback(self._after_set_parameters)
+        self.get_logger().info(
+            f"{self.cfg['backend']} on {self.estimator.device}: {self.estimator.description}; input "
+            f"{self.sub.topic_name} ({qos.describe(self.in_qos)}), output {self.pub_flow.topic_name}, "
+            f"{self.pub_color.topic_name}, {self.pub_motion.topic_name}")
 
+    def _create_publishers(self) -> None:
         out_qos = qos.output_qos(self.cfg["depth"])
         self.pub_flow = self.create_publisher(Image, "~/flow", out_qos)
         self.pub_color = self.create_publisher(Image, "~/flow_color", out_qos)
@@ -198,29 +155,18 @@ class FlowNode(Node):
         self.pub_pair = self.create_publisher(TimeReference, "~/flow_pair", out_qos)
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
 
-        self.queue = LatestQueue()
-        self.worker = Worker(self.queue, self._work, self._on_worker_error)
-        self.worker.start()
-
-        in_qos = qos.input_qos(self.cfg["reliability"], self.cfg["depth"])
+    def _create_subscriptions(self) -> None:
+        self.in_qos = qos.input_qos(self.cfg["reliability"], self.cfg["depth"])
         events = SubscriptionEventCallbacks(incompatible_qos=self._on_incompatible_qos)
         if self.cfg["transport"] == "compressed":
-            self.sub = self.create_subscription(CompressedImage, "image/compressed", self._on_compressed,
-                                                in_qos, event_callbacks=events)
+            # image_transport's convention: the base topic 'image' after remapping, then '/compressed'
+            topic = self.resolve_topic_name("image") + "/compressed"
+            self.sub = self.create_subscription(CompressedImage, topic, self._on_compressed, self.in_qos,
+                                                event_callbacks=events)
         else:
-            self.sub = self.create_subscription(Image, "image", self._on_image, in_qos, event_callbacks=events)
-        self.sub_info = (self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, in_qos)
+            self.sub = self.create_subscription(Image, "image", self._on_image, self.in_qos, event_callbacks=events)
+        self.sub_info = (self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, self.in_qos)
                          if self.cfg["use_camera_info"] else None)
-        self.diag_timer = self.create_timer(self.cfg["diagnostics_period"], self._publish_diagnostics)
-        self.add_on_set_parameters_callback(self._on_set_parameters)
-        if hasattr(self, "add_post_set_parameters_callback"):  # Iron and later
-            self.add_post_set_parameters_callback(self._after_set_parameters)
-        else:  # Humble: apply in the validating callback
-            self._apply_in_on_set = True
-        self.get_logger().info(
-            f"{self.cfg['backend']} on {self.estimator.device}: {self.estimator.description}; "
-            f"input {self.sub.topic_name} ({qos.describe(in_qos)}), output {self.pub_flow.topic_name}, "
-            f"{self.pub_color.topic_name}, {self.pub_motion.topic_name}")
 
     # ---- executor thread -------------------------------------------------------------------------
 
@@ -231,15 +177,20 @@ class FlowNode(Node):
         if self.queue.put(Pending(msg, seq)) is not None:
             self.stats.count("dropped")
 
-    def _reject(self, msg, why: str) -> None:
+    def _reject(self, msg, why: str, counter: str = "rejected") -> None:
         self.stats.count("rejected")
+        if counter != "rejected":
+            self.stats.count(counter)
         self.get_logger().warning(f"rejected image message (frame_id {msg.header.frame_id!r}): {why}",
                                   throttle_duration_sec=LOG_THROTTLE_S)
 
     def _on_image(self, msg: Image) -> None:
         self.stats.count("received")
         try:
-            check_raw(msg.encoding, msg.height, msg.width, msg.step, len(msg.data))
+            check_raw(msg.encoding, msg.height, msg.width, msg.step, len(msg.data), self.cfg["max_pixels"])
+        except FrameSizeError as exc:
+            self._reject(msg, str(exc), "refused_size")
+            return
         except ImageConversionError as exc:
             self._reject(msg, str(exc))
             return
@@ -247,6 +198,13 @@ class FlowNode(Node):
 
     def _on_compressed(self, msg: CompressedImage) -> None:
         self.stats.count("received")
+        codec, size = compressed_size(msg.data)
+        try:
+            if size is not None:  # undecodable data is judged by the worker's decoder, with its reason
+                check_frame_size(size[0], size[1], self.cfg["max_pixels"])
+        except FrameSizeError as exc:
+            self._reject(msg, f"{codec} header declares a frame that is refused: {exc}", "refused_size")
+            return
         if len(msg.data) == 0:
             self._reject(msg, "compressed image has no data")
             return
@@ -268,6 +226,7 @@ class FlowNode(Node):
             f"from it: use reliability:=best_effort", throttle_duration_sec=LOG_THROTTLE_S)
 
     def _on_set_parameters(self, params: List[Parameter]) -> SetParametersResult:
+        changed = dict(self.cfg)
         for p in params:
             spec = PARAM_BY_NAME.get(p.name)
             if spec is not None and spec.read_only:
@@ -275,6 +234,10 @@ class FlowNode(Node):
             why = validate(p.name, p.value)
             if why:
                 return SetParametersResult(successful=False, reason=why)
+            changed[p.name] = p.value
+        why = validate_all({k: v for k, v in changed.items() if k in PARAM_BY_NAME})
+        if why:
+            return SetParametersResult(successful=False, reason=why)
         if self._apply_in_on_set:
             self._after_set_parameters(params)
         return SetParametersResult(successful=True)
@@ -286,38 +249,86 @@ class FlowNode(Node):
         s.publish_color, s.color_max_flow = self.cfg["publish_color"], self.cfg["color_max_flow"]
         s.publish_motion, s.motion_threshold = self.cfg["publish_motion"], self.cfg["motion_threshold"]
         self.pairer.max_gap_s = self.cfg["max_frame_gap"]
-        if hasattr(self.estimator, "inference_size"):
-            self.estimator.inference_size = _inference_size(self.cfg)
+        network = getattr(self.estimator, "base", self.estimator)  # a refined network's own settings
+        if self.cfg["backend"] == "flownet":
+            network.inference_size = inference_size(self.cfg)
 
     def _publish_diagnostics(self) -> None:
-        info = {"backend": self.cfg["backend"], "device": str(self.estimator.device),
-                "model": self.estimator.description, "input_topic": self.sub.topic_name,
-                "queue_depth": str(len(self.queue)), "cpu_threads": str(self.cpu_threads)}
+        info = {"backend": self.cfg["backend"], "refine": self.cfg["refine"] if self.cfg["backend"] == "flownet"
+                else "none", "device": self.estimator.device, "model": self.estimator.description,
+                "input_topic": self.sub.topic_name, "queue_depth": str(len(self.queue)),
+                "cpu_threads": str(self.cpu_threads), "max_pixels": str(self.cfg["max_pixels"])}
         status = make_status(self.stats.report(), f"{self.get_fully_qualified_name()}: optical flow",
-                             f"{self.cfg['backend']}@{self.estimator.device}", info)
-        self.pub_diag.publish(DiagnosticArray(header=_header(self.get_clock().now().to_msg()), status=[status]))
+                             f"{self.cfg['backend']}@{self.estimator.device}", info, self.starting)
+        self.pub_diag.publish(DiagnosticArray(header=Header(stamp=self.get_clock().now().to_msg()), status=[status]))
 
     # ---- worker thread ---------------------------------------------------------------------------
 
+    def _warm_up(self) -> None:
+        """Load the correlation extension before the first frame; when it must be compiled (no prebuilt
+        library, e.g. no compiler at install time), say so in the log and diagnostics meanwhile."""
+        if self.cfg["backend"] != "flownet":
+            return
+        from flownet_ros.ops import build, correlation_backend
+
+        with_cuda = self.estimator.device.startswith("cuda") and build.cuda_buildable()
+        if build.needs_compile(with_cuda):
+            self.starting = "compiling the correlation extension (one time, typically 1-2 minutes; frames wait)"
+            self.get_logger().warning(f"{self.starting}: build it at install time with a compiler present, "
+                                      "or `python -m flownet_ros.ops.build`")
+        t0 = time.monotonic()
+        backend = correlation_backend()
+        self.starting = None
+        self.get_logger().info(f"correlation backend {backend} ready after {time.monotonic() - t0:.1f} s")
+
+    def _wanted(self) -> Wanted:
+        """What someone listens to now (image_pipeline's lazy style); skipped work is counted."""
+        color = self.cfg["publish_color"] and self.pub_color.get_subscription_count() > 0
+        motion = self.cfg["publish_motion"] and self.pub_motion.get_subscription_count() > 0
+        flow = color or motion or self.pub_flow.get_subscription_count() > 0 or \
+            self.pub_pair.get_subscription_count() > 0
+        if not flow:
+            self.stats.count("idle")
+        else:
+            self.stats.count("color_skipped", int(self.cfg["publish_color"] and not color))
+            self.stats.count("motion_skipped", int(self.cfg["publish_motion"] and not motion))
+        return Wanted(flow, color, motion)
+
     def _work(self, item: Pending) -> None:
+        if self._closing:
+            return
         with self._lock:
             behind = self._accepted - item.seq
         self.stats.frames_behind(behind)
+        wanted = self._wanted()
+        if not wanted.flow:
+            self.pairer.reset()  # nobody listens: no conversion, no inference; pairing restarts later
+            return
+        frame = self._convert(item)
+        if frame is None:
+            return
+        self.stats.count("processed")
+        result = self.pipeline.process(frame, wanted)
+        if result is not None and not self._closing:
+            self._publish(result)
+
+    def _convert(self, item: Pending) -> Optional[Frame]:
         msg = item.msg
         try:
             if isinstance(msg, CompressedImage):
                 # the source pixel format (before ';') decides pairing, not the codec
-                image, encoding = compressed_msg_to_rgb(msg), "compressed " + msg.format.split(";")[0].strip()
+                image = compressed_msg_to_rgb(msg, self.cfg["max_pixels"])
+                encoding = "compressed " + msg.format.split(";")[0].strip()
             else:
                 image, encoding = image_msg_to_rgb(msg), msg.encoding
+        except FrameSizeError as exc:
+            self._reject(msg, str(exc), "refused_size")
+            return None
         except ImageConversionError as exc:
             self._reject(msg, str(exc))
-            return
-        self.stats.count("processed")
+            return None
         stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
-        result = self.pipeline.process(Frame(image, stamp_ns, msg.header, encoding, item.seq))
-        if result is not None:
-            self._publish(result)
+        return Frame(image, stamp_ns, msg.header, encoding, item.seq)
 
     def _publish(self, r: FlowResult) -> None:
         header = r.newer.header
@@ -345,41 +356,82 @@ class FlowNode(Node):
         self.get_logger().error(f"processing failed ({type(exc).__name__}: {exc}); pair reset",
                                 throttle_duration_sec=LOG_THROTTLE_S)
 
-    def destroy_node(self) -> None:
+    def close(self) -> None:
+        """Stop the worker (it finishes its frame, still able to publish), then destroy the node."""
+        self._closing = True
         worker = getattr(self, "worker", None)
         if worker is not None:
-            worker.stop()
-        super().destroy_node()
+            worker.stop(timeout=30.0)
+        self.destroy_node()
 
 
-def _header(stamp, frame_id: str = ""):
-    from std_msgs.msg import Header
-    return Header(stamp=stamp, frame_id=frame_id)
+class ShutdownRequest:
+    """SIGINT / SIGTERM: the first one asks the spin loop to stop; later ones are ignored, so a second
+    Ctrl-C (the terminal and ``ros2 launch`` both send one) cannot interrupt the orderly shutdown."""
+
+    def __init__(self):
+        self.event = threading.Event()
+
+    def install(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        self.event.set()
 
 
-def main(args=None) -> int:
-    """Console entry point; returns the exit code (2 = bad parameters or checkpoint)."""
-    keep_frame_buffers_in_heap()  # before the first frame-sized allocation
-    rclpy.init(args=args)
+def _init_ros(args) -> None:
+    """Rclpy without its own signal handlers (the node handles SIGINT/SIGTERM, see ShutdownRequest)."""
     try:
-        node = FlowNode()
+        from rclpy.signals import SignalHandlerOptions
+
+        rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    except (ImportError, TypeError):  # an rclpy without the option
+        rclpy.init(args=args)
+
+
+def _start(args) -> Optional[FlowNode]:
+    """The node, or None after printing one line on stderr (bad parameters, checkpoint, device)."""
+    try:
+        _init_ros(args)
+        return FlowNode()
     except (CheckpointError, ValueError, ParameterException, RuntimeError, OSError) as exc:
-        # RuntimeError/OSError: e.g. an invalid CUDA ordinal or out of GPU memory while moving the model.
-        msg = f"flownet_node: cannot start: {exc}"
+        # RuntimeError: rclpy's argument/params-file parsing and device errors (out of GPU memory, a bad
+        # CUDA ordinal). OSError: unreadable files.
+        msg = f"flownet_node: cannot start: {' '.join(str(exc).split())}"
         if isinstance(exc, InvalidParameterTypeException):
             msg += " (write floating-point parameters with a decimal point, e.g. 2.0)"
         print(msg, file=sys.stderr, flush=True)
         rclpy.try_shutdown()
+        return None
+
+
+def run(args=None) -> int:
+    """Start, spin until SIGINT/SIGTERM, shut down in order; returns the exit code (2 = cannot start)."""
+    keep_frame_buffers_in_heap()  # before the first frame-sized allocation
+    stop = ShutdownRequest()
+    stop.install()
+    node = _start(args)
+    if node is None:
         return 2
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    while not stop.event.is_set() and rclpy.ok():
+        executor.spin_once(timeout_sec=0.1)
+    executor.remove_node(node)
+    node.close()
+    rclpy.try_shutdown()
     return 0
 
 
+def main(args=None) -> None:
+    """Console entry point: exit without interpreter finalisation once ROS has shut down cleanly (it
+    would cost 1-2 CPU-seconds after torch, past ``ros2 launch``'s 5 s SIGINT grace on a busy robot)."""
+    code = run(args)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -22,7 +22,7 @@ class Frame:
     header: Any  # std_msgs/Header of the message (copied to outputs)
     encoding: str  # source encoding ('jpeg'/'png' format string for compressed input)
     seq: int = 0  # receive counter of the node
-    cache: dict = field(default_factory=dict)  # per-frame data of the flow backend (device tensor)
+    cache: dict = field(default_factory=dict)  # per-frame data of the estimator (see FlowPipeline)
 
     @property
     def size(self) -> Tuple[int, int]:
@@ -43,7 +43,6 @@ class FramePairer:
     def __init__(self, max_gap_s: float = 1.0):
         self.max_gap_s = float(max_gap_s)
         self.previous: Optional[Frame] = None
-        self.resets = 0  # resets after the first frame
 
     def reset(self) -> None:
         self.previous = None
@@ -68,7 +67,6 @@ class FramePairer:
         self.previous = frame
         if why is not None:
             if prev is not None:
-                self.resets += 1
                 prev.cache.clear()
             return None, why
         return prev, None

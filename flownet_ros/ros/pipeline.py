@@ -1,8 +1,9 @@
 """Flow, colour coding and global motion of consecutive frames (no ROS needed).
 
-With a :class:`~flownet_ros.inference.FlowEstimator` each frame is uploaded to the device once (its
-tensor is kept for the next pair), the colour coding runs on the GPU when the flow is there, and the
-flow comes to the host once per pair. Other backends (``DISEstimator``) work on the host images.
+Each frame is prepared for the estimator once (uploaded to the GPU, converted to grey, ...) and kept
+for the next pair; the flow comes to the host once per pair. What is computed follows ``Wanted``
+(the node derives it from its subscriber counts, as image_pipeline's nodes do): no flow at all when
+nobody listens, no colour coding or motion fit when nobody wants those.
 """
 
 from __future__ import annotations
@@ -13,21 +14,31 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from flownet_ros.flow.colour import flow_to_color, flow_to_color_torch
+from flownet_ros.flow.colour import flow_to_color
 from flownet_ros.flow.motion import GlobalMotion, Intrinsics, fit_motion
-from flownet_ros.inference.postprocess import to_numpy_hwc
-from flownet_ros.inference.preprocess import to_tensor
+from flownet_ros.inference.base import Estimator
 from flownet_ros.ros.pairing import Frame, FramePairer
+
+PREPARED = "prepared"  # Frame.cache key of the estimator's per-frame data
 
 
 @dataclass
 class PipelineSettings:
-    """Run-time switches (changed by the node's parameter callback)."""
+    """Run-time switches (changed by the node's parameter callback and its subscriber counts)."""
 
     publish_color: bool = True
     color_max_flow: float = 0.0  # px; 0 = automatic per frame
     publish_motion: bool = True
     motion_threshold: float = 1.0  # px, inlier threshold of the motion fit
+
+
+@dataclass(frozen=True)
+class Wanted:
+    """Which outputs someone is listening to."""
+
+    flow: bool = True  # the flow itself (and everything derived from it)
+    color: bool = True
+    motion: bool = True
 
 
 @dataclass
@@ -37,9 +48,9 @@ class FlowResult:
     older: Frame
     newer: Frame
     flow: np.ndarray  # HxWx2 float32 px
-    color: Optional[np.ndarray]  # HxWx3 uint8 RGB or None
-    motion: Optional[GlobalMotion]  # None when disabled or dt <= 0
-    inference_s: float  # flow (+ colour) computation time
+    color: Optional[np.ndarray]  # HxWx3 uint8 RGB, None when not wanted
+    motion: Optional[GlobalMotion]  # None when not wanted or dt <= 0
+    inference_s: float  # flow computation time (preparation of the newer frame included)
 
     @property
     def dt(self) -> float:
@@ -53,7 +64,7 @@ class FlowPipeline:
     ``on_reset(reason)`` is told why a frame did not pair.
     """
 
-    def __init__(self, estimator, pairer: FramePairer, settings: Optional[PipelineSettings] = None,
+    def __init__(self, estimator: Estimator, pairer: FramePairer, settings: Optional[PipelineSettings] = None,
                  intrinsics: Optional[Callable[[int, int], Optional[Intrinsics]]] = None,
                  on_reset: Optional[Callable[[str], None]] = None):
         self.estimator = estimator
@@ -61,37 +72,28 @@ class FlowPipeline:
         self.settings = settings or PipelineSettings()
         self.intrinsics = intrinsics or (lambda w, h: None)
         self.on_reset = on_reset or (lambda reason: None)
-        self._on_device = hasattr(estimator, "estimate_tensor")
 
-    def process(self, frame: Frame) -> Optional[FlowResult]:
+    def process(self, frame: Frame, wanted: Wanted = Wanted()) -> Optional[FlowResult]:
+        """Pair ``frame`` with the previous one and compute what is ``wanted`` (None: reset, or no flow
+        wanted; the frame still becomes the previous frame, so pairing goes on)."""
+        t0 = time.perf_counter()
         prev, why = self.pairer.push(frame)
         if prev is None:
             self.on_reset(why)
-            if self._on_device:  # upload now so the next pair needs one upload only
-                frame.cache["tensor"] = to_tensor(frame.image, self.estimator.device)
+        if not wanted.flow:
             return None
+        frame.cache[PREPARED] = self.estimator.prepare(frame.image, "rgb")
+        if prev is None:
+            return None
+        first = prev.cache.pop(PREPARED, None)
+        if first is None:  # the previous frame arrived while nobody listened
+            first = self.estimator.prepare(prev.image, "rgb")
+        flow = self.estimator.flow(first, frame.cache[PREPARED])
+        result = FlowResult(prev, frame, flow, None, None, time.perf_counter() - t0)
         s = self.settings
-        max_flow = s.color_max_flow if s.color_max_flow > 0 else None
-        t0 = time.perf_counter()
-        if self._on_device:
-            cur = to_tensor(frame.image, self.estimator.device)
-            frame.cache["tensor"] = cur
-            old = prev.cache.get("tensor")
-            if old is None:
-                old = to_tensor(prev.image, self.estimator.device)
-            flow_t = self.estimator.estimate_tensor(old, cur, "rgb")  # [1,2,H,W] px
-            on_gpu = flow_t.device.type == "cuda"
-            color = flow_to_color_torch(flow_t, max_flow)[0].cpu().numpy() if s.publish_color and on_gpu else None
-            flow = to_numpy_hwc(flow_t)[0]  # the flow's one trip to the host
-            if s.publish_color and not on_gpu:  # on the CPU the numpy colour coding is the faster one
-                color = flow_to_color(flow, max_flow)
-        else:
-            flow = self.estimator.estimate(prev.image, frame.image, "rgb")
-            color = flow_to_color(flow, max_flow) if s.publish_color else None
-        inference_s = time.perf_counter() - t0
-        prev.cache.clear()
-        result = FlowResult(prev, frame, flow, color, None, inference_s)
-        if s.publish_motion and result.dt > 0:
+        if s.publish_color and wanted.color:
+            result.color = flow_to_color(flow, s.color_max_flow if s.color_max_flow > 0 else None)
+        if s.publish_motion and wanted.motion and result.dt > 0:
             h, w = frame.size
             result.motion = fit_motion(flow, result.dt, self.intrinsics(w, h), threshold=s.motion_threshold)
         return result

@@ -20,17 +20,12 @@ class LatestQueue:
         self._item: Any = None
         self._full = False
         self._closed = False
-        self.puts = 0
-        self.dropped = 0
 
     def put(self, item: Any) -> Optional[Any]:
         """Store ``item``; return the stale item it replaced (dropped), else None."""
         with self._cond:
             stale = self._item if self._full else None
-            if self._full:
-                self.dropped += 1
             self._item, self._full = item, True
-            self.puts += 1
             self._cond.notify()
             return stale
 
@@ -59,31 +54,35 @@ class LatestQueue:
 
 
 class Worker(threading.Thread):
-    """Calls ``handle(item)`` for every item taken from ``queue`` until ``stop()``.
+    """Calls ``startup()`` once, then ``handle(item)`` for every item taken from ``queue`` until ``stop()``.
 
-    An exception from ``handle`` goes to ``on_error(exc, item)`` and the loop goes on.
+    An exception from ``startup`` or ``handle`` goes to ``on_error(exc, item)`` (item None for startup) and
+    the loop goes on.
     """
 
     def __init__(self, queue: LatestQueue, handle: Callable[[Any], None],
-                 on_error: Callable[[BaseException, Any], None], name: str = "flownet-worker"):
+                 on_error: Callable[[BaseException, Any], None], name: str = "flownet-worker",
+                 startup: Optional[Callable[[], None]] = None):
         super().__init__(name=name, daemon=True)
         self.queue = queue
         self._handle = handle
         self._on_error = on_error
-        self.busy = False
+        self._startup = startup
 
     def run(self) -> None:
+        if self._startup is not None:  # one-time work before the first item (items wait in the queue)
+            try:
+                self._startup()
+            except Exception as exc:
+                self._on_error(exc, None)
         while not self.queue.closed:
             item = self.queue.get(timeout=0.2)
             if item is None:
                 continue
-            self.busy = True
             try:
                 self._handle(item)
             except Exception as exc:  # keep serving frames; the node logs and counts it
                 self._on_error(exc, item)
-            finally:
-                self.busy = False
 
     def stop(self, timeout: Optional[float] = None) -> None:
         """Close the queue and wait for the frame in progress (default: however long it takes, so the

@@ -1,0 +1,47 @@
+"""The Fast DDS XML profile (config/fastdds.xml) and the environment variable that loads it.
+
+Fast DDS 2 (Humble, Iron, Jazzy) reads ``FASTRTPS_DEFAULT_PROFILES_FILE``; Fast DDS 3 (Kilted and
+later, and the PyPI wheels) reads ``FASTDDS_DEFAULT_PROFILES_FILE`` and warns that the old name is
+deprecated. Every process this package starts (launch file, bag replay, the DDS check) sets exactly
+the variable its distribution reads, through :func:`with_profile`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Dict, Mapping, Optional
+
+from flownet_ros.paths import find_data_file
+
+FAST_DDS_2 = ("foxy", "galactic", "humble", "iron", "jazzy")
+VARIABLES = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
+
+
+def profile_variable(distro: Optional[str] = None) -> str:
+    """The variable the Fast DDS of ROS distribution ``distro`` reads (default: $ROS_DISTRO; unset =
+    the PyPI wheels, Kilted)."""
+    distro = (os.environ.get("ROS_DISTRO", "") if distro is None else distro).strip().lower()
+    return "FASTRTPS_DEFAULT_PROFILES_FILE" if distro in FAST_DDS_2 else "FASTDDS_DEFAULT_PROFILES_FILE"
+
+
+def package_profile() -> Optional[Path]:
+    """config/fastdds.xml of this package (installed share/ or the source tree), if present."""
+    return find_data_file("config", "fastdds.xml")
+
+
+def configured_profile(env: Optional[Mapping[str, str]] = None) -> Optional[str]:
+    """The profile file the environment already names (either variable), or None."""
+    env = os.environ if env is None else env
+    return next((env[v] for v in VARIABLES if env.get(v)), None)
+
+
+def with_profile(env: Optional[Mapping[str, str]] = None, profile: Optional[str] = None,
+                 distro: Optional[str] = None) -> Dict[str, str]:
+    """A copy of ``env`` (default os.environ) in which Fast DDS loads ``profile`` (default: the package's),
+    unless the environment already names a profile: the user's choice is kept."""
+    out = dict(os.environ if env is None else env)
+    profile = profile or (str(package_profile()) if package_profile() else None)
+    if profile and not configured_profile(out):
+        out[profile_variable(distro if distro is not None else out.get("ROS_DISTRO", ""))] = str(profile)
+    return out

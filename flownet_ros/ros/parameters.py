@@ -1,0 +1,178 @@
+"""The node's parameters: one table (:data:`PARAMS`), the one source of every default.
+
+``config/flownet.yaml`` and the table in ``docs/node.md`` are generated from it
+(``python -m flownet_ros.ros.parameters --write``); a test fails when they differ.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+from flownet_ros.inference.classic import DIS_PRESETS
+from flownet_ros.inference.refine import REFINEMENTS
+from flownet_ros.inference.runtime import PRECISIONS
+from flownet_ros.ros.limits import DEFAULT_MAX_PIXELS, MAX_SIDE
+
+BACKENDS = ("flownet", "dis")
+TRANSPORTS = ("raw", "compressed")
+RELIABILITIES = ("best_effort", "reliable")
+DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One parameter: name, default (its type is the parameter's), description, and what values are allowed."""
+
+    name: str
+    default: Any
+    description: str
+    read_only: bool = False
+    choices: Optional[tuple] = None  # allowed string values
+    int_range: Optional[tuple] = None  # (from, to, step)
+    float_range: Optional[tuple] = None  # (from, to)
+
+
+PARAMS = (
+    ParamSpec("backend", "flownet", "Flow backend: 'flownet' (FlowNetC checkpoint) or 'dis' (OpenCV DIS, CPU, no "
+              "model).", True, BACKENDS),
+    ParamSpec("checkpoint", "", "FlowNet checkpoint file; '' = the shipped model (flownetc_cuda.pt on CUDA when "
+              "present, else flownetc_cpu.pt).", True),
+    ParamSpec("device", "auto", "Torch device: auto (CUDA if available), cpu, cuda or cuda:N.", True),
+    ParamSpec("precision", "fp32", "Inference precision on CUDA: fp32, fp16 or bf16 (CPU always fp32).", True,
+              tuple(PRECISIONS)),
+    ParamSpec("refine", "dis", "Refinement of the network's flow at full resolution: none, variational "
+              "(OpenCV variational refinement, the paper's +v) or dis (DIS seeded by the network, preset "
+              "dis_preset).", True, REFINEMENTS),
+    ParamSpec("dis_preset", "medium", "OpenCV DIS preset (backend dis and refine dis): ultrafast, fast or medium.",
+              True, tuple(DIS_PRESETS)),
+    ParamSpec("inference_height", 0, "Network input height, a multiple of 64 (0 = automatic: the input scaled "
+              "to at most 640 px on its longer side, rounded to 64). Used only when inference_width is also > 0; "
+              "height x width at most max_pixels.", int_range=(0, MAX_SIDE, 64)),
+    ParamSpec("inference_width", 0, "Network input width, a multiple of 64 (0 = automatic, see inference_height).",
+              int_range=(0, MAX_SIDE, 64)),
+    ParamSpec("max_pixels", DEFAULT_MAX_PIXELS, "Largest frame (width x height) the node processes; larger "
+              "frames, also compressed ones whose header declares more, are refused before decoding. Raise it for "
+              "4K cameras.", True, int_range=(4096, 1 << 28, 1)),
+    ParamSpec("threads", 0, "CPU threads for inference, refinement, colour coding and image conversion (torch "
+              "and OpenCV); 0 = all cores. Keeps cores free for other nodes on a robot.", True,
+              int_range=(0, 1024, 1)),
+    ParamSpec("transport", "raw", "Input: 'raw' subscribes 'image' (sensor_msgs/Image), 'compressed' subscribes "
+              "'<image>/compressed' (sensor_msgs/CompressedImage, 'image' resolved after remapping).", True,
+              TRANSPORTS),
+    ParamSpec("reliability", "best_effort", "Input QoS reliability: best_effort (receives from any publisher, "
+              "REP-2003) or reliable (only from reliable publishers).", True, RELIABILITIES),
+    ParamSpec("depth", 5, "QoS history depth (KEEP_LAST) of the subscriptions and publishers.", True,
+              int_range=(1, 1000, 1)),
+    ParamSpec("max_frame_gap", 1.0, "Do not pair frames whose stamps differ by more than this many seconds "
+              "(0 = no limit).", float_range=(0.0, 3600.0)),
+    ParamSpec("publish_color", True, "Publish ~/flow_color (rgb8 Middlebury colour coding; computed only while "
+              "someone subscribes)."),
+    ParamSpec("color_max_flow", 0.0, "Flow magnitude in pixels that maps to full colour saturation (0 = the "
+              "largest magnitude of each frame).", float_range=(0.0, 10000.0)),
+    ParamSpec("publish_motion", True, "Publish ~/motion (robust global image-plane motion; fitted only while "
+              "someone subscribes)."),
+    ParamSpec("motion_threshold", 1.0, "Inlier threshold of the motion fit in pixels (raised to 5 % of the "
+              "median flow magnitude).", float_range=(0.01, 100.0)),
+    ParamSpec("use_camera_info", True, "Subscribe 'camera_info' and report rotation rates about the camera x/y "
+              "axes in ~/motion angular.x/y.", True),
+    ParamSpec("diagnostics_period", 1.0, "Seconds between /diagnostics messages.", True, float_range=(0.1, 60.0)),
+)
+PARAM_BY_NAME = {p.name: p for p in PARAMS}
+DEFAULTS: Dict[str, Any] = {p.name: p.default for p in PARAMS}
+
+
+def validate(name: str, value: Any) -> Optional[str]:
+    """Reason why ``value`` is not acceptable for parameter ``name`` (None = fine).
+
+    rclpy enforces types and the descriptors' ranges; this checks the rest (choices, device syntax),
+    and the ranges again for callers without rclpy.
+    """
+    p = PARAM_BY_NAME.get(name)
+    if p is None:
+        return None
+    if p.choices and value not in p.choices:
+        return f"{name} must be one of {', '.join(p.choices)}; got {value!r}"
+    if name == "device" and not DEVICE_RE.match(str(value)):
+        return f"device must be auto, cpu, cuda or cuda:N; got {value!r}"
+    if p.int_range and (value < p.int_range[0] or value > p.int_range[1] or value % p.int_range[2]):
+        return f"{name} must be a multiple of {p.int_range[2]} in [{p.int_range[0]}, {p.int_range[1]}]; got {value}"
+    if p.float_range and not (p.float_range[0] <= value <= p.float_range[1]):
+        return f"{name} must be in [{p.float_range[0]}, {p.float_range[1]}]; got {value}"
+    return None
+
+
+def validate_all(cfg: Dict[str, Any]) -> Optional[str]:
+    """Reasons why a whole parameter set is not acceptable (each value, then combinations)."""
+    bad = [r for r in (validate(k, v) for k, v in cfg.items()) if r]
+    h, w = cfg.get("inference_height", 0), cfg.get("inference_width", 0)
+    if h * w > cfg.get("max_pixels", DEFAULT_MAX_PIXELS):
+        bad.append(f"inference_height x inference_width = {h} x {w} = {h * w} exceeds max_pixels "
+                   f"({cfg.get('max_pixels', DEFAULT_MAX_PIXELS)})")
+    return "; ".join(bad) or None
+
+
+# ---- generated files ---------------------------------------------------------------------------
+
+def _yaml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return '""' if v == "" else str(v)
+
+
+def _type(v: Any) -> str:
+    return {bool: "bool", int: "int", float: "double", str: "string"}[type(v)]
+
+
+def params_yaml() -> str:
+    """config/flownet.yaml: every parameter with its default and description."""
+    lines = ["# Parameters of flownet_node with their defaults (generated from flownet_ros/ros/parameters.py by",
+             "# `python -m flownet_ros.ros.parameters --write`; docs/node.md explains them).",
+             "# Floating-point values need a decimal point (1.0, not 1): ROS 2 parameters are strictly typed.",
+             "/**:", "  ros__parameters:"]
+    for p in PARAMS:
+        lines.append(f"    {p.name}: {_yaml_value(p.default)}")
+    return "\n".join(lines) + "\n"
+
+
+def params_markdown() -> str:
+    """The parameter table of docs/node.md."""
+    rows = ["| name | type | default | run time | meaning |", "|---|---|---|---|---|"]
+    for p in PARAMS:
+        default = f"`{_yaml_value(p.default)}`"
+        rows.append(f"| `{p.name}` | {_type(p.default)} | {default} | {'read-only' if p.read_only else 'yes'} | "
+                    f"{p.description} |")
+    rows.append("| `use_sim_time` | bool | `false` | read-only | standard ROS parameter (bag replay with `--clock`) |")
+    return "\n".join(rows) + "\n"
+
+
+BEGIN = "<!-- parameters: generated by python -m flownet_ros.ros.parameters --write -->"
+END = "<!-- parameters: end -->"
+
+
+def with_table(doc: str) -> str:
+    """``doc`` with the text between the :data:`BEGIN` and :data:`END` markers replaced by the table."""
+    start, end = doc.index(BEGIN) + len(BEGIN), doc.index(END)
+    return doc[:start] + "\n" + params_markdown() + doc[end:]
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m flownet_ros.ros.parameters", description=__doc__.split("\n")[0])
+    p.add_argument("--write", action="store_true", help="rewrite config/flownet.yaml and the table in docs/node.md")
+    args = p.parse_args(argv)
+    root = Path(__file__).resolve().parents[2]
+    if not args.write:
+        print(params_yaml() + "\n" + params_markdown())
+        return 0
+    (root / "config" / "flownet.yaml").write_text(params_yaml())
+    doc = root / "docs" / "node.md"
+    doc.write_text(with_table(doc.read_text()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
