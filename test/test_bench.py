@@ -46,9 +46,20 @@ def test_wrong_function_is_not_timed(capsys):
 
 
 def test_estimator_bench_runs():
-    text = run_bench("estimator", "--height", "64", "--width", "96", "--inference-sizes", "64x64",
+    text = run_bench("estimator", "--height", "64", "--width", "96", "--inference-sizes", "64x64", "auto",
                      "--device", "cpu", "--repeat", "1")
-    assert "| estimator" in text and "DIS" in text
+    assert "| step" in text and "DIS medium (alone)" in text
+    for row in ("refine variational", "refine dis (medium)", "node path (refine none)", "node path (refine dis)"):
+        assert f"| {row} |" in text, text
+
+
+def test_generator_bench_runs(tmp_path):
+    out = tmp_path / "gen.json"
+    text = run_bench("generator", "--size", "32", "48", "--batch", "2", "--width", "0.125", "--photos", "skimage",
+                     "--repeat", "1", "--warmup", "0", "--json", str(out))
+    assert "| device |" in text and "|flow| px" in text
+    res = json.loads(out.read_text())
+    assert res["generator_pairs_per_s"] > 0 and res["train_pairs_per_s"] > 0 and res["photo_count"] == 4
 
 
 def test_flow_ops_bench_both_allocators():

@@ -314,7 +314,8 @@ def test_cuda_kernels_under_cpu_emulation(tmp_path):
 def test_cuda_kernels_compile_with_nvcc(tmp_path):
     """`nvcc -c` of the plain .cu file: needs only the CUDA toolkit, no GPU and no CUDA torch."""
     csrc = os.path.join(REPO, "flownet_ros", "ops", "csrc")
-    res = subprocess.run(["nvcc", "-c", "-O3", "-std=c++17", f"-I{csrc}", os.path.join(csrc, "correlation_cuda_kernels.cu"),
+    res = subprocess.run(["nvcc", "-c", "-O3", "-std=c++17", f"-I{csrc}",
+                          os.path.join(csrc, "correlation_cuda_kernels.cu"),
                           "-o", str(tmp_path / "kernels.o")], capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     assert (tmp_path / "kernels.o").stat().st_size > 0

@@ -7,7 +7,6 @@ import sys
 
 import torch
 import yaml
-
 from test_train import tiny_config
 
 

@@ -25,6 +25,8 @@ Fn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 @dataclass
 class Result:
+    """One backend on one configuration: timings, throughput and its difference from the reference."""
+
     device: str
     dtype: str
     batch: int
@@ -259,7 +261,9 @@ def run(args) -> int:
     print(f"extension: {correlation_status()}")
     print(f"clock: {args.clock} (CPU rows), medians of {args.repeat or 'default'} runs")
     print(f"f1, f2 = [B, {args.channels}, {args.height}, {args.width}], max_displacement {args.max_displacement}, "
-          f"stride2 {args.stride2}, 1x1 patch; forward {flops_forward(1, args.channels, args.height, args.width, args.max_displacement, args.stride2) / 1e9:.3f} GFLOP per batch item")
+          f"stride2 {args.stride2}, 1x1 patch; forward "
+          f"{flops_forward(1, args.channels, args.height, args.width, args.max_displacement, args.stride2) / 1e9:.3f} "
+          f"GFLOP per batch item")
     results: List[Result] = []
     for device in devices:
         fns, missing = available_backends(device, args.max_displacement, args.stride2)
@@ -273,7 +277,8 @@ def run(args) -> int:
                 results += run_config(device, getattr(torch, dt), batch, args, fns)
     print()
     print(table(results) if args.markdown else "\n".join(
-        f"{r.device:4s} {r.dtype:8s} B={r.batch:<2d} {r.backend:28s} fwd {r.fwd_ms:9.2f} ms {r.fwd_gflops:7.1f} GFLOP/s | "
+        f"{r.device:4s} {r.dtype:8s} B={r.batch:<2d} {r.backend:28s} fwd {r.fwd_ms:9.2f} ms "
+        f"{r.fwd_gflops:7.1f} GFLOP/s | "
         f"fwd+bwd {r.fwdbwd_ms:9.2f} ms {r.fwdbwd_gflops:7.1f} GFLOP/s | x ref fwd "
         f"{r.fwd_speedup or 0:5.1f} bwd {r.bwd_speedup or 0:5.1f}" for r in results))
     if args.json:

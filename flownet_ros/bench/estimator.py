@@ -1,21 +1,30 @@
-"""End-to-end flow estimation per image pair: FlowEstimator (shipped / full-width FlowNetC) next to OpenCV DIS.
+"""Flow per frame pair, part by part: network, refinement, the node's whole per-frame path, next to DIS.
 
-Times ``estimate(img1, img2)`` (uint8 in, HxWx2 float32 pixels out: preprocessing, network, resize back)
-on a 640x480 procedural pair, median of ``--repeat`` runs, for each inference size given.
+    python -m flownet_ros.bench estimator [--inference-sizes auto 384x512] [--refine none variational dis]
+
+On a 640x480 generated pair (real photos, ``--photos skimage`` needs no download), median of ``--repeat``:
+
+* ``DIS <preset>``: OpenCV DIS alone (grey conversion + flow), the reference;
+* ``network``: the FlowNet on two prepared frames (normalisation, resize, forward, one upsampling, the
+  copy to the host) at each network size (``auto`` = the estimator's automatic size);
+* ``refine <name>``: the refinement alone, on the network's flow;
+* ``node path (refine <name>)``: what the node does per frame in steady state: prepare the new frame,
+  flow (+ refinement), colour coding and the motion fit (``FlowPipeline.process``).
 """
 
 from __future__ import annotations
 
 import argparse
-
+import itertools
+from typing import List, Tuple
 
 from flownet_ros.bench._common import machine_description, median, time_ms
-from flownet_ros.inference import FlowEstimator
-from flownet_ros.models import ModelSpec
-from flownet_ros.models.checkpoint import CheckpointError
+from flownet_ros.inference.refine import REFINEMENTS
 
 
 def _size(text: str):
+    if text == "auto":
+        return None
     h, w = text.lower().split("x")
     return int(h), int(w)
 
@@ -23,50 +32,105 @@ def _size(text: str):
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--height", type=int, default=480)
     p.add_argument("--width", type=int, default=640)
-    p.add_argument("--inference-sizes", type=_size, nargs="+", default=[(512, 640), (384, 512), (256, 320)],
-                   help="network sizes HxW to time (multiples of 64)")
+    p.add_argument("--inference-sizes", type=_size, nargs="+", default=[None], metavar="HxW|auto",
+                   help="network sizes to time (multiples of 64; auto = the default)")
+    p.add_argument("--refine", nargs="+", default=list(REFINEMENTS), choices=REFINEMENTS)
+    p.add_argument("--dis-presets", nargs="+", default=["ultrafast", "fast", "medium"])
+    p.add_argument("--checkpoint", default="", help="model (default: the shipped one)")
     p.add_argument("--device", default="auto")
     p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"])
+    p.add_argument("--photos", default="skimage", choices=("train", "skimage"))
     p.add_argument("--repeat", type=int, default=5)
     p.add_argument("--threads", type=int, default=0, help="CPU threads of torch and OpenCV (0 = default: all cores)")
     p.add_argument("--full-width", action="store_true",
-                   help="also time the paper-width FlowNetC (random weights; speed only)")
+                   help="also time the paper-width FlowNetC network (random weights; speed only)")
 
 
-def _estimators(args):
-    try:
-        shipped = FlowEstimator.from_checkpoint(None, device=args.device, precision=args.precision)
-        yield "shipped " + shipped.description.split(" from ")[0], shipped
-    except CheckpointError as exc:
-        print(f"(no shipped model: {exc})")
-    if args.full_width:
-        spec = ModelSpec(width=1.0)
-        yield "flownetc width 1 (paper)", FlowEstimator(spec.build(), spec, device=args.device,
-                                                        precision=args.precision)
+def _pair(args):
+    from flownet_ros.data.generator import GeneratedFlowDataset
+
+    s = GeneratedFlowDataset(size=(args.height, args.width), length=1, seed=12345, photos=args.photos)[0]
+    return s["img1"], s["img2"]
+
+
+def _network_rows(net, img1, img2, args, label: str) -> List[Tuple[str, str, float]]:
+    rows = []
+    a, b = net.prepare(img1), net.prepare(img2)
+    for size in args.inference_sizes:
+        net.inference_size = size
+        ms = median(time_ms(lambda: net.flow(a, b), net.torch_device, warmup=1, repeat=args.repeat))
+        net_h, net_w = net.network_size(args.height, args.width)
+        rows.append((f"{label} [{net.torch_device.type}, {net.precision}]", f"{net_h}x{net_w}", ms))
+    net.inference_size = args.inference_sizes[0]
+    return rows
+
+
+def _refine_rows(net, img1, img2, args) -> List[Tuple[str, str, float]]:
+    from flownet_ros.inference.classic import to_grey
+    from flownet_ros.inference.refine import make_refiner
+
+    flow = net.estimate(img1, img2)
+    g1, g2 = to_grey(img1), to_grey(img2)
+    rows = []
+    for name in args.refine:
+        if name == "none":
+            continue
+        refiner = make_refiner(name)
+        rows.append((f"refine {name}" + (" (medium)" if name == "dis" else ""), "full",
+                     median(time_ms(lambda: refiner.refine(g1, g2, flow), "cpu", warmup=1, repeat=args.repeat))))
+    return rows
+
+
+def _node_path_rows(img1, img2, args) -> List[Tuple[str, str, float]]:
+    """FlowPipeline.process on alternating frames: one preparation, flow, refinement, colour and motion."""
+    from flownet_ros.inference.factory import EstimatorSpec, build_estimator
+    from flownet_ros.ros.pairing import Frame, FramePairer
+    from flownet_ros.ros.pipeline import FlowPipeline
+
+    rows = []
+    for name in args.refine:
+        est = build_estimator(EstimatorSpec(checkpoint=args.checkpoint, device=args.device, precision=args.precision,
+                                            inference_size=args.inference_sizes[0], refine=name))
+        pipe = FlowPipeline(est, FramePairer(0.0))
+        frames = itertools.count()
+
+        def step():
+            k = next(frames)
+            pipe.process(Frame(img2 if k % 2 else img1, k * 33_333_333, None, "rgb8"))
+
+        step()
+        rows.append((f"node path (refine {name})", "auto" if args.inference_sizes[0] is None else "x".join(
+            map(str, args.inference_sizes[0])), median(time_ms(step, "cpu", warmup=2, repeat=args.repeat))))
+    return rows
 
 
 def run(args) -> int:
-    from flownet_ros.data.procedural import render_pair
-    from flownet_ros.inference import set_cpu_threads
-    from flownet_ros.inference.dis import DISEstimator
+    from flownet_ros.inference import FlowEstimator
+    from flownet_ros.inference.classic import DISEstimator
+    from flownet_ros.inference.runtime import set_cpu_threads
+    from flownet_ros.models import ModelSpec
 
     set_cpu_threads(args.threads)
-    pair = render_pair(0, (args.height, args.width))
-    img1, img2 = pair["img1"], pair["img2"]
+    img1, img2 = _pair(args)
     rows = []
-    dis = DISEstimator(preset="medium")
-    dis_ms = median(time_ms(lambda: dis.estimate(img1, img2), "cpu", warmup=1, repeat=args.repeat))
-    rows.append(("OpenCV DIS medium (reference)", "native", dis_ms))
-    for name, est in _estimators(args):
-        for size in args.inference_sizes:
-            est.inference_size = size
-            ms = median(time_ms(lambda: est.estimate(img1, img2), est.device, warmup=1, repeat=args.repeat))
-            rows.append((f"{name} [{est.device.type}, {est.precision}]", f"{size[0]}x{size[1]}", ms))
-    print(f"\nEstimator, {args.width}x{args.height} input, median of {args.repeat}; {machine_description()}\n")
-    print("| estimator | network size | median ms/pair | pairs/s | time / DIS |")
-    print("|---|---|---|---|---|")
+    for preset in args.dis_presets:
+        dis = DISEstimator(preset)
+        rows.append((f"DIS {preset} (alone)", "full", median(time_ms(lambda: dis.estimate(img1, img2), "cpu",
+                                                                       warmup=1, repeat=args.repeat))))
+    ref_ms = rows[-1][2]
+    net = FlowEstimator.from_checkpoint(args.checkpoint or None, device=args.device, precision=args.precision)
+    rows += _network_rows(net, img1, img2, args, "network " + net.description.split(" from ")[0])
+    rows += _refine_rows(net, img1, img2, args)
+    rows += _node_path_rows(img1, img2, args)
+    if args.full_width:
+        spec = ModelSpec(width=1.0)
+        full = FlowEstimator(spec.build(), spec, device=args.device, precision=args.precision)
+        rows += _network_rows(full, img1, img2, args, "network flownetc width 1 (paper)")
+    print(f"\nPer frame pair, {args.width}x{args.height} input, median of {args.repeat}; {machine_description()}\n")
+    print(f"| step | network size | median ms | pairs/s | time / DIS {args.dis_presets[-1]} |")
+    print("|---|---|---:|---:|---:|")
     for name, size, ms in rows:
-        print(f"| {name} | {size} | {ms:.1f} | {1000.0 / ms:.2f} | {ms / dis_ms:.2f}x |")
+        print(f"| {name} | {size} | {ms:.1f} | {1000.0 / ms:.2f} | {ms / ref_ms:.2f}x |")
     return 0
 
 
