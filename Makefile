@@ -1,27 +1,40 @@
 # flownet_ros: one-command setup, tests and demo from a fresh clone (needs python3 and make).
 #   make setup   create .venv, install pinned dependencies, build the correlation extension
-#   make test    setup + the test suite
+#   make test    setup + the real-image data (downloaded once; tests skip without it) + lint + the test suite
 #   make demo    setup + the main job on the embedded default
+#   make data    the photo sets: training photos and the held-out real-image evaluation set (~255 MB download)
+#   make lint    ruff (configured in ruff.toml)
 #   make gpu-check  on a CUDA machine: build, CUDA tests and benchmarks (scripts/gpu_check.sh); needs no
 #                   setup or network (uses .venv if there, else python3 with its CUDA torch)
+#   make gpu-train  on a CUDA machine: train the CUDA model in one call (scripts/gpu_train.sh OUT)
+# Other Pythons / pins: make test PYTHON=python3.12 VENV=.venv312 PIN_OVERRIDES="numpy==1.26.4 ..."
 PYTHON ?= python3
-VENV   := .venv
+VENV   ?= .venv
 VPY    := $(VENV)/bin/python
 STAMP  := $(VENV)/.setup-stamp
 PYTEST_ARGS ?=
+PIN_OVERRIDES ?=
+GPU_OUT ?= gpu_train_out
 
-.PHONY: setup test demo build-ext gpu-check clean
+.PHONY: setup test demo data lint build-ext gpu-check gpu-train clean
 
 setup: $(STAMP) build-ext
 
 $(STAMP): requirements.txt requirements-ros.txt scripts/setup_env.sh
-	PYTHON=$(PYTHON) VENV=$(VENV) bash scripts/setup_env.sh
+	PYTHON=$(PYTHON) VENV=$(VENV) PIN_OVERRIDES="$(PIN_OVERRIDES)" bash scripts/setup_env.sh
 	touch $@
 
 build-ext: $(STAMP)
 	$(VPY) -m flownet_ros.ops.build
 
-test: setup
+data: $(STAMP)
+	$(VPY) -m flownet_ros.data.photos fetch --set all
+
+lint: $(STAMP)
+	$(VPY) -m ruff check .
+
+test: setup lint
+	-$(VPY) -m flownet_ros.data.photos fetch --set all
 	$(VPY) -m pytest $(PYTEST_ARGS)
 
 demo: setup
@@ -29,6 +42,9 @@ demo: setup
 
 gpu-check:
 	bash scripts/gpu_check.sh
+
+gpu-train:
+	bash scripts/gpu_train.sh $(GPU_OUT)
 
 clean:
 	rm -rf $(VENV) build install log .pytest_cache

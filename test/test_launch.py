@@ -54,7 +54,8 @@ def workspace(tmp_path_factory):
     # the correlation extension was compiled at build time: no first-frame compile stall on the robot
     assert list((ws / "install").glob("flownet_ros/lib/python3*/site-packages/flownet_ros/ops/prebuilt/*.so")), \
         proc.stdout[-3000:] + proc.stderr[-3000:]
-    return ws
+    yield ws
+    ros2(ws, "daemon", "stop")  # `ros2 param` started one for this ROS_DOMAIN_ID: leave nothing running
 
 
 class Launch:

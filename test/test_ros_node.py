@@ -310,6 +310,11 @@ def test_parameters_validated(client, nodes):
     assert not res.successful and "step" in res.reason
     res = call(params.set_parameters([Parameter("max_frame_gap", value="long")])).results[0]
     assert not res.successful
+    # the network size is bounded by max_pixels (2048 x 2048 would cost seconds and a gigabyte per pair)
+    h, w = call(params.set_parameters([Parameter("inference_height", value=2048),
+                                       Parameter("inference_width", value=2048)])).results
+    assert h.successful and not w.successful and "exceeds max_pixels" in w.reason
+    assert call(params.set_parameters([Parameter("inference_height", value=0)])).results[0].successful
     desc = {d.name: d for d in call(params.describe_parameters(["depth", "max_frame_gap", "checkpoint"])).descriptors}
     assert desc["depth"].read_only and desc["depth"].integer_range[0].from_value == 1
     assert not desc["max_frame_gap"].read_only and desc["max_frame_gap"].floating_point_range
@@ -485,3 +490,98 @@ def test_camera_encodings_through_the_node(client, nodes, encoding):
     flow = image_msg_to_flow(client.got(ns, "flow")[-1])
     assert np.median(flow[8:-8, 8:-8, 0]) == pytest.approx(2.0, abs=0.3)
     assert np.median(np.abs(flow[8:-8, 8:-8, 1])) < 0.3
+
+
+def rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as fh:
+        return next(int(line.split()[1]) for line in fh if line.startswith("VmRSS")) / 1024.0
+
+
+def forged_png(width, height):
+    """A few hundred bytes of PNG whose header declares width x height (a decompression bomb)."""
+    import struct
+    import zlib
+
+    def chunk(kind, payload):
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+    body = zlib.compress(b"\x00" * 200_000, 9)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", body) + chunk(b"IEND", b""))
+
+
+def test_frames_beyond_the_size_limits_are_refused_before_any_work(client, nodes):
+    """Decompression bombs (PNG headers declaring 4096x4096 and 16384x16384), a 1x65536 strip, a 16x4096
+    sliver and a raw frame over max_pixels: refused from their headers, counted, logged with the limit
+    hit; the node's memory stays flat and the next good frames still give flow."""
+    ns, t0 = "cmp", ns_time(9000)
+    pid = nodes[ns].proc.pid
+    before = rss_mb(pid)
+    refused0 = int(client.wait_diag(ns, lambda d: True, "any")["frames_refused_size"])
+    for k, (w, h) in enumerate([(4096, 4096), (16384, 16384)] * 3):
+        msg = CompressedImage(format="rgb8; png compressed bgr8", data=forged_png(w, h))
+        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(t0 + k * 10**6, 10**9)
+        client.cmp_pub.publish(msg)
+        client.spin_for(0.05)
+    client.wait_diag(ns, lambda d: int(d["frames_refused_size"]) >= refused0 + 6, "bombs refused")
+    assert rss_mb(pid) < before + 100, (before, rss_mb(pid))
+    assert "exceeds max_pixels" in nodes[ns].log()
+    dis, pub = "dis", client.pubs["dis"]
+    refused1 = int(client.wait_diag(dis, lambda d: True, "any")["frames_refused_size"])
+    for shape in ((1, 65536), (16, 4096), (2000, 2000)):
+        pub.publish(raw_msg(np.zeros(shape + (3,), np.uint8), t0))
+        client.spin_for(0.05)
+    client.wait_diag(dis, lambda d: int(d["frames_refused_size"]) >= refused1 + 3, "odd sizes refused")
+    assert "65536x1 is too small" in nodes[dis].log()  # the first refusal; later ones are throttled
+    img = textured(9)
+    send_wait(client, ns, client.cmp_pub, _png_msg(img, t0 + 10**8), expect_output=False)
+    send_wait(client, ns, client.cmp_pub, _png_msg(np.roll(img, 1, axis=1), t0 + 2 * 10**8))
+    assert nodes[ns].alive() and nodes[dis].alive()
+
+
+def _png_msg(img, t_ns):
+    ok, buf = cv2.imencode(".png", img[..., ::-1])
+    msg = CompressedImage(format="rgb8; png compressed bgr8", data=buf.tobytes())
+    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(int(t_ns), 1_000_000_000)
+    msg.header.frame_id = FRAME_ID
+    return msg
+
+
+def test_refined_flow_over_dds(client, nodes):
+    """The default refinement (DIS seeded by the network) turns even an untrained tiny network's flow into
+    the right motion: a textured frame moved by (3, 1) px comes out as (3, 1) px over DDS."""
+    ns, pub = "be", client.pubs["be"]
+    img, t = textured(11), ns_time(7000)
+    send_wait(client, ns, pub, raw_msg(img, t), expect_output=False)
+    send_wait(client, ns, pub, raw_msg(np.roll(img, (1, 3), axis=(0, 1)), t + 10**8))
+    flow = image_msg_to_flow(client.got(ns, "flow")[-1])
+    np.testing.assert_allclose(np.median(flow[8:-8, 8:-8].reshape(-1, 2), axis=0), [3.0, 1.0], atol=0.3)
+    d = client.wait_diag(ns, lambda d: True, "any")
+    assert d["refine"] == "dis" and "seeded by the network" in d["model"]
+
+
+def test_no_work_for_outputs_nobody_subscribes_to(client, tmp_path):
+    """A node nobody listens to converts nothing and runs nothing (counted idle); with a subscriber to
+    ~/flow only, the flow is computed but colour coding and motion fit are skipped and counted."""
+    node = NodeProcess(tmp_path, "lazy", "-p", "backend:=dis", "-p", "dis_preset:=ultrafast")
+    probe = client
+    try:
+        pub = probe.create_publisher(Image, "/lazy/image", RELIABLE)
+        probe.spin_until(lambda: pub.get_subscription_count() > 0, what="lazy node up")
+        img = textured(12)
+        for i in range(5):
+            pub.publish(raw_msg(np.roll(img, i, axis=1), ns_time(i)))
+            probe.spin_for(0.1)
+        d = probe.wait_diag("lazy", lambda d: int(d["frames_idle"]) >= 5, "idle frames")
+        assert int(d["frames_processed"]) == 0 and int(d["flow_published"]) == 0
+        flows = []
+        probe.create_subscription(Image, "/lazy/flownet/flow", flows.append, RELIABLE)
+        probe.spin_until(lambda: probe.count_subscribers("/lazy/flownet/flow") > 0, what="subscription")
+        for i in range(5, 10):
+            pub.publish(raw_msg(np.roll(img, i, axis=1), ns_time(i)))
+            probe.spin_for(0.15)
+        probe.spin_until(lambda: len(flows) >= 2, what="flow for the subscriber")
+        d = probe.wait_diag("lazy", lambda d: int(d["color_skipped"]) >= 2, "colour skipped")
+        assert int(d["motion_skipped"]) >= 2 and int(d["flow_published"]) >= 2
+    finally:
+        assert node.stop() == 0, node.log()[-4000:]

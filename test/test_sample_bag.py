@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from flownet_ros.evaluation.bagio import BagReader, select_flow_topic, select_image_topic
+from flownet_ros.evaluation.bagio import BagReader, BagWriter, select_flow_topic, select_image_topic
 from flownet_ros.evaluation.sample_bag import GT_TOPIC, IMAGE_TOPIC, START_NS, SceneSequence, main, write_sample_bag
 from flownet_ros.flow.warping import photometric_error
 from flownet_ros.ros.conversions import image_msg_to_flow, image_msg_to_rgb
@@ -67,3 +67,22 @@ def test_existing_bag_is_kept_unless_overwrite(tmp_path, capsys):
     assert main(["--out", str(path), "--frames", "3", "--size", "32", "32", "--quiet", "--overwrite"]) == 0
     with BagReader(path) as bag:
         assert bag.message_count(IMAGE_TOPIC) == 3
+
+
+def test_overwrite_never_deletes_what_the_tool_did_not_write(tmp_path, capsys):
+    """--overwrite replaces a sample bag; any other folder (or a sample bag with a user's file added) is refused
+    and left exactly as it was."""
+    notes = tmp_path / "project"
+    notes.mkdir()
+    (notes / "notes.txt").write_text("keep me")
+    assert main(["--out", str(notes), "--frames", "2", "--size", "32", "32", "--quiet", "--overwrite"]) == 1
+    assert "not a sample bag" in capsys.readouterr().err and (notes / "notes.txt").read_text() == "keep me"
+    bag = write_sample_bag(tmp_path / "bag", frames=2, size=(32, 32), progress=False)
+    (bag / "mine.txt").write_text("a user's file")
+    assert main(["--out", str(bag), "--frames", "2", "--size", "32", "32", "--quiet", "--overwrite"]) == 1
+    assert (bag / "mine.txt").is_file()
+    other = tmp_path / "other_bag"  # a rosbag2 bag of someone else
+    with BagWriter(other, "mcap") as w:
+        w.add("/x", "sensor_msgs/msg/Image")
+    assert main(["--out", str(other), "--frames", "2", "--size", "32", "32", "--quiet", "--overwrite"]) == 1
+    assert (other / "metadata.yaml").is_file()

@@ -6,7 +6,6 @@ Every failure to read a bag, or to find what was asked for in it, raises :class:
 
 from __future__ import annotations
 
-import shutil
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -270,15 +269,12 @@ class BagWriter:
     ``add(topic, msgtype)`` once per topic, then ``write(topic, t_ns, msg=... or raw=...)``.
     """
 
-    def __init__(self, path: str | Path, storage: str = "mcap", overwrite: bool = False,
-                 custom: Optional[Dict[str, str]] = None):
+    def __init__(self, path: str | Path, storage: str = "mcap", custom: Optional[Dict[str, str]] = None):
         if storage not in STORAGES:
             raise ValueError(f"storage must be one of {sorted(STORAGES)}, got {storage!r}")
         self.path = Path(path)
         if self.path.exists():
-            if not overwrite:
-                raise BagError(f"bag {self.path} already exists")
-            shutil.rmtree(self.path) if self.path.is_dir() else self.path.unlink()
+            raise BagError(f"bag {self.path} already exists")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._writer = Writer(self.path, version=9, storage_plugin=STORAGES[storage])
         for key, value in (custom or {}).items():

@@ -27,6 +27,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 import torch
+import yaml
 
 from flownet_ros.data import generator as G
 from flownet_ros.data.homography import similarity
@@ -39,6 +40,7 @@ IMAGE_TOPIC = "/camera/image_raw"
 GT_TOPIC = "/camera/flow_gt"
 FRAME_ID = "camera_optical_frame"
 START_NS = 1_700_000_000 * 1_000_000_000  # fixed first stamp: the bag is identical on every run
+SAMPLE_KEY = "flownet_ros.sample_bag"  # metadata.yaml custom_data: marks a bag this tool wrote
 #: scikit-image photos: the scene (background) first, then the objects' textures
 PHOTOS = ("coffee", "astronaut", "chelsea", "rocket")
 
@@ -162,16 +164,33 @@ class SceneSequence:
             prev_ids, prev_maps = ids, maps
 
 
+def is_sample_bag(path: Path) -> bool:
+    """True for a rosbag2 directory written by :func:`write_sample_bag`: its metadata.yaml carries this tool's
+    custom_data key and the folder holds nothing but that file and the bag's storage files."""
+    meta = path / "metadata.yaml"
+    if not path.is_dir() or not meta.is_file():
+        return False
+    try:
+        custom = yaml.safe_load(meta.read_text())["rosbag2_bagfile_information"].get("custom_data") or {}
+    except (yaml.YAMLError, KeyError, TypeError, AttributeError):
+        return False
+    stray = [p for p in path.iterdir() if p.name != "metadata.yaml" and p.suffix not in (".mcap", ".db3")]
+    return SAMPLE_KEY in custom and not stray
+
+
 def write_sample_bag(path: str | os.PathLike = DEFAULT_PATH, frames: int = 90, size: Tuple[int, int] = (480, 640),
                      fps: float = 30.0, seed: int = 0, storage: str = "mcap", overwrite: bool = False,
                      progress: bool = True) -> Path:
     """Write the sequence as a rosbag2 directory at ``path`` (atomically: a partial bag never
-    appears there). Returns the path."""
+    appears there). Returns the path. ``overwrite`` replaces only a sample bag this tool wrote before
+    (FileExistsError for anything else: it never deletes what it did not write)."""
     if frames < 2:
         raise ValueError(f"need at least 2 frames, got {frames}")
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists (use --overwrite)")
+    if path.exists() and not is_sample_bag(path):
+        raise FileExistsError(f"{path} exists and is not a sample bag written by this tool: not overwritten")
     tmp_root = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     tmp = tmp_root / path.name  # same name: the storage file inside is named after the bag directory
     if tmp_root.exists():
@@ -180,8 +199,8 @@ def write_sample_bag(path: str | os.PathLike = DEFAULT_PATH, frames: int = 90, s
     from tqdm import tqdm
 
     try:
-        with BagWriter(tmp, storage, custom={"flownet_ros.sample_bag": f"seed={seed} size={size[1]}x{size[0]} "
-                                                                     f"fps={fps:g} frames={frames}"}) as writer:
+        with BagWriter(tmp, storage, custom={SAMPLE_KEY: f"seed={seed} size={size[1]}x{size[0]} fps={fps:g} "
+                                                         f"frames={frames}"}) as writer:
             writer.add(IMAGE_TOPIC, IMAGE)
             writer.add(GT_TOPIC, IMAGE)
             for k, (img, flow) in enumerate(tqdm(scene.frames(frames), total=frames, desc="sample bag",
@@ -191,7 +210,7 @@ def write_sample_bag(path: str | os.PathLike = DEFAULT_PATH, frames: int = 90, s
                 if flow is not None:
                     writer.write(GT_TOPIC, stamp, flow_message(flow, stamp, FRAME_ID))
         if path.exists():
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
+            shutil.rmtree(path)
         os.replace(tmp, path)
     finally:
         if tmp_root.exists():

@@ -8,6 +8,7 @@ padding_mode='zeros')``, so the numpy and torch versions agree.
 
 from __future__ import annotations
 
+import functools
 from typing import Optional
 
 import cv2
@@ -21,6 +22,20 @@ def _check(img: np.ndarray, flow: np.ndarray) -> None:
         raise ValueError(f"flow must be [H,W,2], got shape {flow.shape}")
     if img.ndim not in (2, 3) or img.shape[:2] != flow.shape[:2]:
         raise ValueError(f"image {img.shape} and flow {flow.shape} must have the same H, W")
+
+
+@functools.lru_cache(maxsize=1)
+def remap_position_step() -> float:
+    """Spacing (px) of the sample positions ``cv2.remap`` resolves with bilinear interpolation: 1/32 in
+    OpenCV 4 (fixed-point interpolation tables: positions are rounded to the nearest 1/32), 0 in OpenCV 5
+    (exact). Measured once on a ramp, not assumed from the version number.
+
+    A bilinear result can then differ from the exact one by up to ``step / 2`` times the local change of
+    the data per pixel along each axis: the tolerance of anything compared with a remap."""
+    ramp = np.tile(np.arange(4, dtype=np.float32), (4, 1))
+    x = np.full((1, 1), 1.3, np.float32)
+    got = float(cv2.remap(ramp, x, np.ones((1, 1), np.float32), cv2.INTER_LINEAR)[0, 0])
+    return 0.0 if abs(got - 1.3) < 1e-4 else 1.0 / 32.0
 
 
 def sample_points(flow: np.ndarray) -> np.ndarray:
@@ -48,7 +63,7 @@ def warp_backward(img2: np.ndarray, flow: np.ndarray) -> np.ndarray:
     pts = sample_points(flow)
     # OpenCV's bilinear remap on float32 input matches grid_sample(align_corners=True, zeros) to ~1e-5
     # and is ~15x faster than numpy gathers (it dominated the bag report's time). OpenCV 4 rounds the
-    # sample positions to 1/32 px: up to ~5 of 255 off on noise images (measured with 4.10).
+    # sample positions to 1/32 px (remap_position_step): up to ~5 of 255 off on noise images.
     out = cv2.remap(img2.astype(np.float32, copy=False), pts[:, :, 0], pts[:, :, 1], cv2.INTER_LINEAR,
                     borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     return out.reshape(img2.shape)  # remap drops a trailing channel axis of size 1
