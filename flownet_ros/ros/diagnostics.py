@@ -87,12 +87,12 @@ def status_level(r: Dict[str, float]) -> tuple:
         return DiagnosticStatus.ERROR, f"{r['new_errors']} processing errors in the last {r['period_s']:.1f} s"
     if r["new_rejected"]:
         return DiagnosticStatus.WARN, f"{r['new_rejected']} malformed image messages rejected"
+    if r["new_received"] and r["new_idle"] >= r["new_received"]:
+        return DiagnosticStatus.OK, "idle: nobody subscribes to the outputs"
     if r["new_received"] and not r["new_published"] and r["received"] > 2:
         return DiagnosticStatus.WARN, "images received but no flow published (pairs reset? see max_frame_gap)"
     if not r["received"]:
         return DiagnosticStatus.OK, "waiting for images"
-    if r["new_received"] and r["new_idle"] == r["new_received"]:
-        return DiagnosticStatus.OK, "idle: nobody subscribes to the outputs"
     return DiagnosticStatus.OK, "ok"
 
 
