@@ -1,6 +1,7 @@
 """Training: multi-scale loss on hand-made cases, schedule, config, a short run, exact resume."""
 
 import math
+import sys
 
 import numpy as np
 import pytest
@@ -270,3 +271,65 @@ def test_kaiming_init_keeps_the_correlation_signal():
     fan_in = w.shape[1] * w.shape[2] * w.shape[3]
     assert float(w.std()) == pytest.approx(math.sqrt(2.0 / (1 + 0.01) / fan_in), rel=0.05)
     assert all(float(p.detach().abs().max()) == 0.0 for n, p in model.named_parameters() if n.endswith("bias"))
+
+
+def test_gpu_train_script_rehearsed_on_cpu(tmp_path, repo):
+    """scripts/gpu_train.sh end to end with a tiny CPU config: build, train, export fp16, evaluate, split into
+    parts of at most 16 MiB with a checksum, summary; the parts reassemble into a model that loads."""
+    import hashlib
+    import json
+    import os
+    import subprocess
+
+    from flownet_ros.inference import FlowEstimator
+
+    tiny = ("--set train.device=cpu --set train.amp=fp32 --set train.channels_last=false --set model.width=0.125 "
+            "--set data.batch_size=2 --set data.train.size=[64,96] --set data.val.size=[64,96] --set data.val.length=2 "
+            "--set data.train.photos=skimage --set data.val.photos=skimage --set train.iterations=4 "
+            "--set train.log_every=2 --set train.val_every=2")
+    env = dict(os.environ, PYTHON=sys.executable, GPU_TRAIN_MINUTES="2", GPU_TRAIN_ARGS=tiny,
+               GPU_TRAIN_EVAL="--dataset generated --count 2 --size 64 96 --arg photos=skimage")
+    out = tmp_path / "out"
+    proc = subprocess.run(["bash", str(repo / "scripts" / "gpu_train.sh"), str(out)], cwd=repo, env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    parts = sorted(out.glob("flownetc_cuda.pt.part-*"))
+    assert parts and all(p.stat().st_size <= 16 * 2**20 for p in parts) and len(list(out.iterdir())) <= 8
+    model = tmp_path / "flownetc_cuda.pt"
+    model.write_bytes(b"".join(p.read_bytes() for p in parts))
+    digest, name = (out / "flownetc_cuda.pt.sha256").read_text().split()
+    assert name == "flownetc_cuda.pt" and hashlib.sha256(model.read_bytes()).hexdigest() == digest
+    est = FlowEstimator.from_checkpoint(str(model), device="cpu")
+    assert est.spec.width == 0.125 and est.spec.training["stored_dtype"] == "float16"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["iterations"] == 4 and summary["pairs_per_s"] > 0 and summary["final"]["reason"] == "done"
+    assert {r["method"] for r in summary["evaluation"]} >= {"flownetc_cuda.pt", "zero", "dis-medium"}
+    assert "it 4 loss" in (out / "train.log").read_text()
+
+
+def test_sigkill_never_leaves_a_broken_checkpoint_and_stale_temporaries_go(tmp_path, repo):
+    """Killed (SIGKILL) at arbitrary moments while it checkpoints every iteration: checkpoint.pt always loads,
+    and the temporaries a killed writer leaves are removed by the next run, which resumes and finishes."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    cfg_path = tiny_config(tmp_path, iterations=150, checkpoint_every=1, val_every=0, log_every=50)
+    cmd = [sys.executable, "-m", "flownet_ros.train", "--config", str(cfg_path), "--no-progress"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    ckpt = tmp_path / "run" / "checkpoint.pt"
+    for delay in (3.5, 4.1, 4.6):
+        proc = subprocess.Popen(cmd + (["--resume"] if ckpt.exists() else []), cwd=repo, env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        if ckpt.exists():
+            assert torch.load(ckpt, map_location="cpu", weights_only=True)["iteration"] >= 1
+    (tmp_path / "run" / "checkpoint.pt.left_by_a_kill.tmp").write_bytes(b"partial")
+    done = subprocess.run(cmd + ["--resume"], cwd=repo, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert not list((tmp_path / "run").glob("*.tmp")), "stale temporaries left"
+    assert "left by an interrupted checkpoint write" in done.stderr
+    assert torch.load(tmp_path / "run" / "final.pt", map_location="cpu", weights_only=True)["iteration"] == 150

@@ -341,9 +341,11 @@ class Trainer:
                    "final_epe": float(stats["epe"]) if stats else None, "weights_digest": digests[0],
                    "rank_weights_digests": digests, "wall_time_s": self.wall_time}
         if self.env.is_main:
-            self.save(self.out_dir / CHECKPOINT, extra={"rank_weights_digests": digests})
+            extra = {"rank_weights_digests": digests, "final_stats": {
+                "loss": summary["final_loss"], "epe": summary["final_epe"], "reason": reason}}
+            self.save(self.out_dir / CHECKPOINT, extra=extra)
             if self.iteration >= self.iterations:
-                self.save(self.out_dir / FINAL, extra={"rank_weights_digests": digests})
+                self.save(self.out_dir / FINAL, extra=extra)
             log.info("stopped at iteration %d (%s); checkpoint %s", self.iteration, reason, self.out_dir / CHECKPOINT)
         tb.close()
         D.barrier(self.env)
