@@ -38,7 +38,9 @@ setup(
         (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.xml") + glob("config/*.rviz")),
         (f"share/{PACKAGE}/models", glob("models/*.pt") + glob("models/*.md") + glob("models/*.json")),
     ],
-    install_requires=["setuptools"],
+    # lower bounds = what Ubuntu 22.04 (Humble) ships in apt; torch is the user's (a CUDA / JetPack build)
+    install_requires=["setuptools", "numpy>=1.21", "pyyaml>=5.4", "rosbags>=0.10.10", "tqdm>=4.57",
+                      "matplotlib>=3.5", "scikit-image>=0.19"],
     python_requires=">=3.10",
     cmdclass={"build_py": BuildWithExtension},
     zip_safe=False,

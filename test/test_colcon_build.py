@@ -34,3 +34,23 @@ def test_colcon_build_installs_executables_and_share_files(tmp_path):
         assert set(src_files) <= set(installed), f"share/{rel}: {installed} lacks some of {src_files}"
     site = list((prefix / "lib").glob("python3*/site-packages/flownet_ros/ops/csrc"))
     assert site and any(site[0].iterdir()), "correlation sources (csrc) must be installed for the JIT build"
+
+
+def test_package_xml_keys_resolve_with_rosdep_and_leave_torch_alone():
+    """The two faults a robot user met: `ament_python` is no rosdep key (rosdep install fails), and
+    python3-pytorch-pip would pip-install a PyPI torch and torchvision over JetPack's or a CUDA build.
+    The Python keys used are those of ros/rosdistro's rosdep/python.yaml (checked there for jammy / noble)."""
+    import xml.etree.ElementTree as ET
+
+    root = ET.parse(REPO / "package.xml").getroot()
+    assert root.get("format") == "3" and root.findtext("export/build_type") == "ament_python"
+    deps = {e.tag: [] for e in root}
+    for e in root:
+        deps[e.tag].append(e.text)
+    assert "ament_python" not in deps.get("buildtool_depend", [])
+    keys = set(deps["exec_depend"]) | set(deps.get("test_depend", []))
+    assert not {k for k in keys if "torch" in k}, "a torch key would replace the user's CUDA torch"
+    python_keys = {k for k in keys if k.startswith("python3-")}
+    assert python_keys == {"python3-numpy", "python3-opencv", "python3-yaml", "python3-tqdm", "python3-matplotlib",
+                           "python3-skimage", "python3-rosbags-pip", "python3-pytest", "python3-hypothesis"}
+    assert {"rclpy", "sensor_msgs", "diagnostic_msgs", "builtin_interfaces", "launch_ros"} <= keys

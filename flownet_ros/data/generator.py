@@ -1,8 +1,8 @@
 """Flying-Chairs-style training pairs from real photographs, generated in torch (CPU or CUDA, one code path).
 
-A scene is a background photo crop plus up to ``max_objects`` foreground objects (star-shaped blobs and
-ellipses, convex polygons, groups of thin bars) textured with other photo crops or flat, texture-poor
-fills (sky, wall). Every layer has its own planar motion, a homography (translation with a log-uniform
+A scene is a background photo crop (possibly defocused) plus up to ``max_objects`` foreground objects
+(star-shaped blobs and ellipses, convex polygons, groups of thin bars) textured with other photo crops or
+flat, texture-poor fills (walls, signs). Every layer has its own planar motion, a homography (translation with a log-uniform
 magnitude from a fraction of a pixel to ~80 px, horizontal-heavy; in-plane rotation; zoom;
 perspective). Layers are composited back to front in both frames, so the ground truth is exact: the
 flow at a frame-1 pixel is the motion of the front-most layer there (alpha >= 0.5), and a pixel is
@@ -49,7 +49,7 @@ class SceneConfig:
     log_zoom: Tuple[float, float] = (0.03, 0.08)       # std of log(zoom): background, objects
     perspective: float = 0.15                          # corner jitter, fraction of the translation
     photo_scale: Tuple[float, float] = (0.6, 1.6)      # image px per photo px
-    flat_prob: float = 0.15                            # a layer gets a flat, texture-poor fill
+    flat_prob: float = 0.15                            # an object gets a flat, texture-poor fill
     defocus_prob: float = 0.25                         # the background is out of focus
     defocus_sigma: Tuple[float, float] = (1.0, 4.0)    # px
     camera: CameraConfig = field(default_factory=CameraConfig)
@@ -149,8 +149,8 @@ def _polygons(rng) -> Dict[str, np.ndarray]:
     return {"kind": 2, "planes": planes}
 
 
-def _texture(rng, n_photos: int, cfg: SceneConfig) -> Dict[str, object]:
-    flat = rng.random() < cfg.flat_prob
+def _texture(rng, n_photos: int, flat_prob: float) -> Dict[str, object]:
+    flat = rng.random() < flat_prob
     return {"photo": int(rng.integers(n_photos)), "flat": flat,
             "flat_colour": rng.uniform(0.05, 0.95) + rng.uniform(-0.15, 0.15, 3),
             "flat_gradient": rng.normal(0, 0.15, (3, 2)), "flat_wave": np.r_[rng.uniform(0.002, 0.02, 2),
@@ -162,7 +162,9 @@ def sample_scene(rng: np.random.Generator, size: Tuple[int, int], photo_sizes: S
     """Parameters of every layer of one scene: [background, objects...] (1 + max_objects entries)."""
     h, w = size
     layers = []
-    tex = _texture(rng, len(photo_sizes), cfg)
+    # the background is always a photo: a flat background's motion could not be seen at all, and learning to
+    # guess it teaches the network to invent motion in sky and walls; flat objects show theirs at their edges
+    tex = _texture(rng, len(photo_sizes), 0.0)
     ph, pw = photo_sizes[tex["photo"]]
     cover = 1.2 * max(w / pw, h / ph)
     scale = max(rng.uniform(*cfg.photo_scale), cover)
@@ -176,7 +178,7 @@ def sample_scene(rng: np.random.Generator, size: Tuple[int, int], photo_sizes: S
     layers.append({**tex, "a1": a1, "motion": motion, "present": True, "kind": 0, "defocus": sigma})
     n_obj = int(rng.integers(cfg.min_objects, cfg.max_objects + 1))
     for k in range(cfg.max_objects):
-        tex = _texture(rng, len(photo_sizes), cfg)
+        tex = _texture(rng, len(photo_sizes), cfg.flat_prob)
         ph, pw = photo_sizes[tex["photo"]]
         r_img = rng.uniform(*cfg.object_size) * min(h, w)
         scale = rng.uniform(*cfg.photo_scale)
