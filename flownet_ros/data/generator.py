@@ -2,11 +2,12 @@
 
 A scene is a background photo crop (possibly defocused) plus up to ``max_objects`` foreground objects
 (star-shaped blobs and ellipses, convex polygons, groups of thin bars) textured with other photo crops or
-flat, texture-poor fills (walls, signs). Every layer has its own planar motion, a homography (translation with a log-uniform
-magnitude from a fraction of a pixel to ~80 px, horizontal-heavy; in-plane rotation; zoom;
-perspective). Layers are composited back to front in both frames, so the ground truth is exact: the
-flow at a frame-1 pixel is the motion of the front-most layer there (alpha >= 0.5), and a pixel is
-valid unless its target leaves the image or another layer is in front there in frame 2 (occlusion).
+flat, texture-poor fills (walls, signs). Every layer has its own planar motion, a homography
+(translation with a log-uniform magnitude from a fraction of a pixel to ~80 px, horizontal-heavy;
+in-plane rotation; zoom; perspective). Layers are composited back to front in both frames, so the
+ground truth is exact: the flow at a frame-1 pixel is the motion of the front-most layer there (alpha
+>= 0.5), and a pixel is valid unless its target leaves the image or another layer is in front there in
+frame 2 (occlusion).
 Then the camera (:func:`flownet_ros.data.photometric.camera_effects`): exposure change of frame 2,
 gamma, blur, sensor noise, JPEG; the background may be defocused.
 
