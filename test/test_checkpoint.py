@@ -11,7 +11,8 @@ from flownet_ros.models.checkpoint import FLOWNETPYTORCH_MEAN
 
 
 def public_state_dict(arch: str, layout: str, batch_norm: bool = False, seed: int = 0):
-    """A state_dict written from reference section 1/2 tables, independent of our model code."""
+    """A state_dict written from the public checkpoints' documented key names, independent of our
+    model code."""
     g = torch.Generator().manual_seed(seed)
     sd = {}
 

@@ -33,7 +33,8 @@ IDS = [f"{'x'.join(map(str, s))}-d{d}-s{s2}-k{k}-s1{s1}" for s, d, s2, k, s1 in 
 
 
 def loop_correlation(f1, f2, md, s2, k, s1):
-    """Direct transcription of reference section 3 (numpy, float64): the oracle for the reference."""
+    """Direct transcription of the correlation formula (docs/correlation.md; numpy, float64): the oracle for the
+    reference."""
     a, b = f1.detach().double().numpy(), f2.detach().double().numpy()
     bs, c, h, w = a.shape
     r, kr = md // s2, (k - 1) // 2

@@ -11,7 +11,7 @@ def n_params(model):
 
 
 @pytest.mark.parametrize("arch,layout,expected", [
-    ("flownetc", "flownet2", 39_175_298),        # flownet2-pytorch FlowNetC (reference section 1)
+    ("flownetc", "flownet2", 39_175_298),        # flownet2-pytorch FlowNetC (its published parameter count)
     ("flownetc", "flownetpytorch", 39_174_320),  # FlowNetPytorch flownetc: 978 fewer biases
 ])
 def test_flownetc_parameter_counts(arch, layout, expected):

@@ -30,7 +30,7 @@ from flownet_ros.paths import data_dirs
 
 OWN_FORMAT = "flownet_ros"
 OWN_VERSION = 1
-#: Input normalisation schemes (reference section 1).
+#: Input normalisation schemes (flownet2-pytorch: per-sample mean; FlowNetPytorch: a fixed mean).
 NORMALIZATIONS = ("sample_mean", "fixed_mean")
 FLOWNETPYTORCH_MEAN = (0.411, 0.432, 0.45)  # RGB, FlowNetPytorch training script of flownetc_EPE1.766
 KNOWN_PREFIXES = ("module.", "flownetc.", "flownets.", "model.")

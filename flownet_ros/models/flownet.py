@@ -24,7 +24,7 @@ BIAS_LAYOUTS = ("flownet2", "flownetpytorch")
 
 @dataclass(frozen=True)
 class BiasLayout:
-    """Which layer groups carry a bias (reference section 1, parameter-count table)."""
+    """Which layer groups carry a bias (flownet2-pytorch or FlowNetPytorch)."""
 
     deconv: bool
     predict: bool

@@ -1,6 +1,7 @@
 """FlowNet correlation layer: public entry point, backend selection, and the pure-PyTorch reference.
 
-Semantics (reference section 3): for f1, f2 of shape [B, C, H, W],
+Semantics (the Caffe correlation layer of FlowNet, as flownet2-pytorch and spatial-correlation-sampler
+compute it): for f1, f2 of shape [B, C, H, W],
 ``out[b, iy*D + ix, yo, xo] = sum_o sum_c f1[b, c, p+o] * f2[b, c, p+o+d] / (k*k*C)`` with
 ``p = (yo, xo) * stride1``, ``d = ((iy - r) * stride2, (ix - r) * stride2)``, ``r = max_displacement //
 stride2``, ``D = 2r + 1``, patch offsets ``o`` in ``[-(k-1)/2, (k-1)/2]^2`` (k = kernel_size, odd) and zero

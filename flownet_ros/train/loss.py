@@ -1,4 +1,4 @@
-"""Multi-scale end-point-error loss of FlowNet (reference section 4).
+"""Multi-scale end-point-error loss of FlowNet (Dosovitskiy et al. 2015, section 4; FlowNetPytorch's multiscaleEPE).
 
 The network returns (flow2, flow3, flow4, flow5, flow6) in pixels / ``div_flow`` at H/4 .. H/64.
 Each scale is compared with the ground truth downsampled by area (average) pooling and divided by

@@ -1,4 +1,4 @@
-"""Learning-rate schedule of FlowNet (reference section 4).
+"""Learning-rate schedule of FlowNet (Dosovitskiy et al. 2015; the FlowNet2 paper's S_long shape).
 
 FlowNetC: linear warm-up from ``warmup_start_lr`` to ``lr`` over the first ``warmup_iters``
 iterations (it diverges at 1e-4 from scratch), then constant, halved at ``halve_after`` and every
