@@ -133,9 +133,10 @@ def test_photometric_changes_images_alike_and_keeps_brightness_constancy(samples
         assert err.mean() < 0.25 * change
     same1, same2 = paper_augment(a, a.clone(), [np.random.default_rng(4)], quiet)
     torch.testing.assert_close(same1, same2, rtol=0, atol=0)
-    # one generator per sample: a sample's change does not depend on its batch
+    # one generator per sample: a sample's change does not depend on its batch (up to float rounding:
+    # batched reductions may sum in another order; 1e-6 is 1/4000 of a grey level)
     both1, _ = paper_augment(torch.cat([a, b]), torch.cat([b, a]), [np.random.default_rng(3), np.random.default_rng(9)])
-    torch.testing.assert_close(both1[:1], out1, rtol=0, atol=0)
+    torch.testing.assert_close(both1[:1], out1, rtol=0, atol=1e-6)
 
 
 def test_sample_flow_uses_nearest_across_motion_boundaries():

@@ -108,6 +108,7 @@ class FlowNode(Node):
     def __init__(self, **kwargs):
         super().__init__(NODE_NAME, **kwargs)
         self._closing = False
+        self._held: Optional[Pending] = None  # last message that arrived while nobody listened
         try:
             self._setup()
         except BaseException:
@@ -301,9 +302,15 @@ class FlowNode(Node):
             behind = self._accepted - item.seq
         self.stats.frames_behind(behind)
         wanted = self._wanted()
-        if not wanted.flow:
-            self.pairer.reset()  # nobody listens: no conversion, no inference; pairing restarts later
+        if not wanted.flow:  # nobody listens: no conversion, no inference; the newest message is kept
+            self.pairer.reset()
+            self._held = item
             return
+        held, self._held = self._held, None
+        if held is not None:  # a subscriber just appeared: the frame before this one completes the pair
+            previous = self._convert(held)
+            if previous is not None:
+                self.pipeline.process(previous, Wanted(flow=False))
         frame = self._convert(item)
         if frame is None:
             return

@@ -9,7 +9,6 @@
 #include <torch/library.h>
 
 #include <algorithm>
-#include <set>
 #include <vector>
 
 #include "correlation_checks.h"
@@ -362,16 +361,6 @@ std::tuple<at::Tensor, at::Tensor> correlation_backward_cpu(const at::Tensor& gr
   return {to_nchw(g1), to_nchw(g2)};
 }
 
-// Number of distinct threads that at::parallel_for used for n work items: > 1 proves the extension was
-// built with working OpenMP (used by the tests; without -fopenmp parallel_for runs inline).
-int64_t parallel_threads_used(int64_t n) {
-  std::vector<int> seen(std::max<int64_t>(n, 1), -1);
-  at::parallel_for(0, n, 1, [&](int64_t s, int64_t e) {
-    for (int64_t i = s; i < e; ++i) seen[i] = at::get_thread_num();
-  });
-  return static_cast<int64_t>(std::set<int>(seen.begin(), seen.end()).size());
-}
-
 }  // namespace
 }  // namespace flownet_corr
 
@@ -382,7 +371,6 @@ TORCH_LIBRARY(flownet_ros, m) {
         " -> Tensor");
   m.def("correlation_backward(Tensor grad_output, Tensor f1, Tensor f2, int max_displacement, int stride2,"
         " int kernel_size, int stride1) -> (Tensor, Tensor)");
-  m.def("parallel_threads_used(int n) -> int", &flownet_corr::parallel_threads_used);
 }
 
 TORCH_LIBRARY_IMPL(flownet_ros, CPU, m) {
