@@ -104,6 +104,17 @@ def ros2(ws: Path, *args: str, timeout: float = 60.0) -> subprocess.CompletedPro
     return subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, timeout=timeout)
 
 
+def ros2_param(ws: Path, *args: str) -> subprocess.CompletedProcess:
+    """`ros2 param ...`, retried while the CLI has not discovered the node yet (it waits only 1 s, and a
+    freshly started daemon may still be discovering on a loaded machine)."""
+    for _ in range(10):
+        res = ros2(ws, "param", *args)
+        if "Node not found" not in res.stdout + res.stderr:
+            return res
+        time.sleep(1.0)
+    return res
+
+
 def node_processes(marker: str) -> list:
     """PIDs of flownet_node processes whose command line contains ``marker``."""
     out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
@@ -219,13 +230,13 @@ def test_launch_namespace_params_file_outputs_param_set_and_ctrl_c(workspace, tm
         flow = camera.got["flow"][-1]
         assert flow.encoding == "32FC2" and (flow.height, flow.width) == (H, W)
         assert flow.header.frame_id == "camera_optical_frame"
-        got = ros2(workspace, "param", "get", "/front/flownet", "use_sim_time")
+        got = ros2_param(workspace, "get", "/front/flownet", "use_sim_time")
         assert "True" in got.stdout, got.stdout + got.stderr  # the params file's value, not launch's default
-        ok = ros2(workspace, "param", "set", "/front/flownet", "max_frame_gap", "2.5")
+        ok = ros2_param(workspace, "set", "/front/flownet", "max_frame_gap", "2.5")
         assert "successful" in ok.stdout, ok.stdout + ok.stderr
-        refused = ros2(workspace, "param", "set", "/front/flownet", "inference_width", "4097")
+        refused = ros2_param(workspace, "set", "/front/flownet", "inference_width", "4097")
         assert "successful" not in refused.stdout, refused.stdout
-        back = ros2(workspace, "param", "get", "/front/flownet", "max_frame_gap")
+        back = ros2_param(workspace, "get", "/front/flownet", "max_frame_gap")
         assert "2.5" in back.stdout, back.stdout + back.stderr
         seconds = launch.ctrl_c()
     finally:
@@ -246,7 +257,7 @@ def test_launch_compressed_transport_and_explicit_use_sim_time(workspace, tmp_pa
     camera = Camera("/cam/image_raw", "", compressed=True)
     try:
         camera.wait_for(["flow"])
-        got = ros2(workspace, "param", "get", "/flownet", "use_sim_time")
+        got = ros2_param(workspace, "get", "/flownet", "use_sim_time")
         assert "False" in got.stdout, got.stdout + got.stderr
         seconds = launch.ctrl_c()
     finally:

@@ -7,12 +7,14 @@ assertion is on message contents, counts and ordering, never on speed.
 
 import array
 import math
+import os
 import signal
 import subprocess
 import sys
 import time
 from collections import defaultdict
 from pathlib import Path
+from typing import Optional
 
 import cv2
 import numpy as np
@@ -87,7 +89,7 @@ class Client(Node):
 class NodeProcess:
     """flownet_node in a subprocess, namespace ``/ns``; its log goes to a file."""
 
-    def __init__(self, tmp: Path, ns: str, *ros_args: str):
+    def __init__(self, tmp: Path, ns: str, *ros_args: str, env: Optional[dict] = None):
         self.ns = ns
         self.log_path = tmp / f"{ns}.log"
         # -X faulthandler: a node that does not stop gets SIGABRT and prints every thread's stack into its log
@@ -95,7 +97,8 @@ class NodeProcess:
                     "-r", f"__ns:=/{ns}", "-p", "diagnostics_period:=0.2", *ros_args]
         self._log = open(self.log_path, "w")
         self._interrupted = False
-        self.proc = subprocess.Popen(self.cmd, stdout=self._log, stderr=subprocess.STDOUT, cwd=REPO)
+        self.proc = subprocess.Popen(self.cmd, stdout=self._log, stderr=subprocess.STDOUT, cwd=REPO,
+                                     env={**os.environ, **(env or {})})
 
     def log(self) -> str:
         if not self._log.closed:
@@ -591,5 +594,30 @@ def test_no_work_for_outputs_nobody_subscribes_to(client, tmp_path):
         d = probe.wait_diag("lazy", lambda d: int(d["color_skipped"]) >= 2 and
                             int(d["frames_processed"]) == int(d["flow_published"]), "a flow for every processed frame")
         assert int(d["motion_skipped"]) >= 2 and int(d["flow_published"]) >= 2
+    finally:
+        assert node.stop() == 0, node.log()[-4000:]
+
+
+def test_compiling_at_start_is_reported_and_images_wait_for_it(client, ckpt, tmp_path):
+    """Without a prebuilt or cached correlation library the node compiles it first: the diagnostics say
+    so (WARN), the image topic is subscribed only afterwards, and then the first pair gives a flow."""
+    from flownet_ros.ops import build
+
+    if build.prebuilt_library(False) is not None:
+        pytest.skip("a prebuilt library is installed next to the package: nothing to compile")
+    node = NodeProcess(tmp_path, "cold", "-p", f"checkpoint:={ckpt}", "-p", "device:=cpu",
+                       env={"FLOWNET_ROS_BUILD_DIR": str(tmp_path / "empty_cache")})
+    try:
+        pub = client.create_publisher(Image, "/cold/image", RELIABLE)
+        client.listen("cold")
+        d = client.wait_diag("cold", lambda d: "compiling the correlation extension" in d["message"], "compiling")
+        assert d["level"] == b"\x01" and pub.get_subscription_count() == 0
+        client.spin_until(lambda: pub.get_subscription_count() > 0, timeout=600, what="subscription after the build")
+        img = textured(5)
+        for i in range(2):  # exactly two frames: nothing may be lost to the start-up
+            pub.publish(raw_msg(np.roll(img, 3 * i, axis=1), ns_time(i)))
+            client.spin_for(0.3)
+        client.spin_until(lambda: len(client.got("cold", "flow")) == 1, what="the first flow")
+        assert (tmp_path / "empty_cache").is_dir() and "ready after" in node.log()
     finally:
         assert node.stop() == 0, node.log()[-4000:]

@@ -27,9 +27,9 @@ import cv2
 import numpy as np
 from torch.utils.data import Dataset
 
-from flownet_ros.data import photos
 from flownet_ros.data.datasets import read_image
 from flownet_ros.data.homography import homography_flow, scaled_to
+from flownet_ros.data.photos import load_photo, photo_files, require
 
 GROUPS = ("stereo", "graffiti", "photos")
 #: Mean flow magnitude (px at 640x480) aimed at by photo pair j (cycled): many small motions, a long tail.
@@ -51,7 +51,7 @@ def _stereo_item(name: str, left: np.ndarray, right: np.ndarray, disparity: np.n
 
 def aloe_half(root: Optional[Path] = None) -> Item:
     """Middlebury Aloe at half resolution (OpenCV sample data; aloeGT.png = disparity in px, 0 = unknown)."""
-    d = photos.require("opencv-doc", root) / OPENCV_DATA
+    d = require("opencv-doc", root) / OPENCV_DATA
     left, right = read_image(d / "aloeL.jpg"), read_image(d / "aloeR.jpg")
     gt = cv2.imread(str(d / "aloeGT.png"), cv2.IMREAD_GRAYSCALE)
     if gt is None:
@@ -83,7 +83,7 @@ def _inside(flow: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
 
 def graffiti(root: Optional[Path] = None) -> Item:
     """Oxford Graffiti 1 -> 3 with the published homography H1to3p (OpenCV sample data)."""
-    d = photos.require("opencv-doc", root) / OPENCV_DATA
+    d = require("opencv-doc", root) / OPENCV_DATA
     img1, img3 = read_image(d / "graf1.png"), read_image(d / "graf3.png")
     fs = cv2.FileStorage(str(d / "H1to3p.xml"), cv2.FILE_STORAGE_READ)
     h = fs.getNode("H13").mat()
@@ -148,7 +148,7 @@ class RealImagePairs(Dataset):
         if "graffiti" in groups:
             self._items.append(lambda: graffiti(self.root))
         if "photos" in groups:
-            files = photos.photo_files("eval", self.root)
+            files = photo_files("eval", self.root)
             for p, path in enumerate(files):
                 for j in range(int(pairs_per_photo)):
                     self._items.append(lambda p=p, path=path, j=j: self._photo_item(p, path, j))
@@ -156,7 +156,7 @@ class RealImagePairs(Dataset):
     def _photo_item(self, p: int, path: Path, j: int) -> Item:
         rng = np.random.default_rng([self.seed, p, j])
         magnitude = PHOTO_MOTIONS_PX[j % len(PHOTO_MOTIONS_PX)]
-        img1, img2, flow = warped_photo_pair(photos.load_photo(path, max_side=1280), rng, magnitude, self.size)
+        img1, img2, flow = warped_photo_pair(load_photo(path, max_side=1280), rng, magnitude, self.size)
         name = path.parts[-4] if path.parent.name == "images" else path.stem
         return {"name": f"photo {name} #{j} ({magnitude:g} px)", "group": "photos", "img1": img1, "img2": img2,
                 "flow": flow, "valid": _inside(flow, self.size)}

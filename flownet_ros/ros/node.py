@@ -33,6 +33,7 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import TwistStamped
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+from rclpy.clock import Clock, ClockType
 from rclpy.exceptions import InvalidParameterTypeException, ParameterException
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
@@ -135,9 +136,18 @@ class FlowNode(Node):
         self._create_publishers()
         self.queue = LatestQueue()
         self.starting: Optional[str] = None  # one-time start-up work of the worker, reported in diagnostics
+        self.input_topic = self.resolve_topic_name("image") + ("/compressed" if self.cfg["transport"] == "compressed"
+                                                               else "")
+        self.in_qos = qos.input_qos(self.cfg["reliability"], self.cfg["depth"])
+        # Images are subscribed once the worker can take them (after its warm-up): a publisher that waits
+        # for the subscription (replay, tests) then loses no frame to the start-up.
+        self._ready = threading.Event()
+        self.sub = self.sub_info = None
         self.worker = Worker(self.queue, self._work, self._on_worker_error, startup=self._warm_up)
         self.worker.start()
-        self._create_subscriptions()
+        # steady clock: with use_sim_time, /clock may only start once the images flow
+        self._subscribe_timer = self.create_timer(0.05, self._subscribe_when_ready,
+                                                  clock=Clock(clock_type=ClockType.STEADY_TIME))
         self.diag_timer = self.create_timer(self.cfg["diagnostics_period"], self._publish_diagnostics)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._apply_in_on_set = not hasattr(self, "add_post_set_parameters_callback")  # Humble
@@ -145,7 +155,7 @@ class FlowNode(Node):
             self.add_post_set_parameters_callback(self._after_set_parameters)
         self.get_logger().info(
             f"{self.cfg['backend']} on {self.estimator.device}: {self.estimator.description}; input "
-            f"{self.sub.topic_name} ({qos.describe(self.in_qos)}), output {self.pub_flow.topic_name}, "
+            f"{self.input_topic} ({qos.describe(self.in_qos)}), output {self.pub_flow.topic_name}, "
             f"{self.pub_color.topic_name}, {self.pub_motion.topic_name}")
 
     def _create_publishers(self) -> None:
@@ -156,13 +166,16 @@ class FlowNode(Node):
         self.pub_pair = self.create_publisher(TimeReference, "~/flow_pair", out_qos)
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
 
+    def _subscribe_when_ready(self) -> None:
+        if self._ready.is_set() and self.sub is None:
+            self._subscribe_timer.cancel()
+            self._create_subscriptions()
+
     def _create_subscriptions(self) -> None:
-        self.in_qos = qos.input_qos(self.cfg["reliability"], self.cfg["depth"])
         events = SubscriptionEventCallbacks(incompatible_qos=self._on_incompatible_qos)
         if self.cfg["transport"] == "compressed":
             # image_transport's convention: the base topic 'image' after remapping, then '/compressed'
-            topic = self.resolve_topic_name("image") + "/compressed"
-            self.sub = self.create_subscription(CompressedImage, topic, self._on_compressed, self.in_qos,
+            self.sub = self.create_subscription(CompressedImage, self.input_topic, self._on_compressed, self.in_qos,
                                                 event_callbacks=events)
         else:
             self.sub = self.create_subscription(Image, "image", self._on_image, self.in_qos, event_callbacks=events)
@@ -257,7 +270,7 @@ class FlowNode(Node):
     def _publish_diagnostics(self) -> None:
         info = {"backend": self.cfg["backend"], "refine": self.cfg["refine"] if self.cfg["backend"] == "flownet"
                 else "none", "device": self.estimator.device, "model": self.estimator.description,
-                "input_topic": self.sub.topic_name, "queue_depth": str(len(self.queue)),
+                "input_topic": self.input_topic, "queue_depth": str(len(self.queue)),
                 "cpu_threads": str(self.cpu_threads), "max_pixels": str(self.cfg["max_pixels"])}
         status = make_status(self.stats.report(), f"{self.get_fully_qualified_name()}: optical flow",
                              f"{self.cfg['backend']}@{self.estimator.device}", info, self.starting)
@@ -266,15 +279,22 @@ class FlowNode(Node):
     # ---- worker thread ---------------------------------------------------------------------------
 
     def _warm_up(self) -> None:
-        """Load the correlation extension before the first frame; when it must be compiled (no prebuilt
+        """Load the correlation extension, then let the images in; when it must be compiled (no prebuilt
         library, e.g. no compiler at install time), say so in the log and diagnostics meanwhile."""
-        if self.cfg["backend"] != "flownet":
-            return
+        try:
+            if self.cfg["backend"] == "flownet":
+                self._load_correlation()
+        finally:
+            self.starting = None
+            self._ready.set()
+
+    def _load_correlation(self) -> None:
         from flownet_ros.ops import build, correlation_backend
 
         with_cuda = self.estimator.device.startswith("cuda") and build.cuda_buildable()
         if build.needs_compile(with_cuda):
-            self.starting = "compiling the correlation extension (one time, typically 1-2 minutes; frames wait)"
+            self.starting = ("compiling the correlation extension (one time, typically 1-2 minutes; images are "
+                             "subscribed afterwards)")
             self.get_logger().warning(f"{self.starting}: build it at install time with a compiler present, "
                                       "or `python -m flownet_ros.ops.build`")
         t0 = time.monotonic()
