@@ -105,7 +105,7 @@ def _fmt(v) -> str:
 def make_status(report: Dict[str, float], name: str, hardware_id: str, info: Dict[str, str],
                 starting: Optional[str] = None):
     """DiagnosticStatus with ``report`` (latencies in ms) and ``info`` (backend, device, model...);
-    ``starting``: one-time start-up work in progress (WARN with that message: frames wait meanwhile)."""
+    ``starting``: one-time start-up work in progress (WARN with that message; images are subscribed afterwards)."""
     from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 
     level, message = (DiagnosticStatus.WARN, starting) if starting else status_level(report)
