@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Dict, Optional
 
 from flownet_ros.inference.classic import DIS_PRESETS
+from flownet_ros.inference.preprocess import AUTO_MAX_SIDE
 from flownet_ros.inference.refine import REFINEMENTS
 from flownet_ros.inference.runtime import PRECISIONS
 from flownet_ros.ros.limits import DEFAULT_MAX_PIXELS, MAX_SIDE
@@ -51,8 +52,8 @@ PARAMS = (
     ParamSpec("dis_preset", "medium", "OpenCV DIS preset (backend dis and refine dis): ultrafast, fast or medium.",
               True, tuple(DIS_PRESETS)),
     ParamSpec("inference_height", 0, "Network input height, a multiple of 64 (0 = automatic: the input scaled "
-              "to at most 640 px on its longer side, rounded to 64). Used only when inference_width is also > 0; "
-              "height x width at most max_pixels.", int_range=(0, MAX_SIDE, 64)),
+              f"to at most {AUTO_MAX_SIDE} px on its longer side, rounded to 64). Used only when inference_width "
+              "is also > 0; height x width at most max_pixels.", int_range=(0, MAX_SIDE, 64)),
     ParamSpec("inference_width", 0, "Network input width, a multiple of 64 (0 = automatic, see inference_height).",
               int_range=(0, MAX_SIDE, 64)),
     ParamSpec("max_pixels", DEFAULT_MAX_PIXELS, "Largest frame (width x height) the node processes; larger "
