@@ -4,6 +4,8 @@ Set at import time, before any test module imports rclpy.
 """
 
 import os
+import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -31,3 +33,34 @@ if (REPO / "config" / "fastdds.xml").is_file():  # the one variable this distrib
 @pytest.fixture
 def repo() -> Path:
     return REPO
+
+
+def _package_files():
+    """Paths (relative to the repository) git tracks or would add; None outside a git checkout."""
+    try:
+        out = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO,
+                             capture_output=True, check=True, timeout=60).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return [f for f in out.decode().split("\0") if f]
+
+
+def _copy_package(dest: Path) -> Path:
+    """Copy the package's sources to ``dest`` (for a colcon build that leaves the working tree alone): never
+    the venvs, photo sets, runs or build outputs next to them, which are gigabytes (three venvs in CI)."""
+    files = _package_files()
+    if files is None:
+        shutil.copytree(REPO, dest, ignore=shutil.ignore_patterns(
+            ".venv*", ".git", "build", "install", "log", "out", "data", "runs", ".gpu_deps", "gpu_check_out",
+            "prebuilt", "__pycache__", "*.egg-info"))
+        return dest
+    for name in files:
+        if (REPO / name).is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, dest / name)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def copy_package():
+    return _copy_package

@@ -1,7 +1,6 @@
 """The package builds with real colcon (PyPI colcon-common-extensions) and installs what `ros2 run`/launch need."""
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -9,13 +8,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_colcon_build_installs_executables_and_share_files(tmp_path):
+def test_colcon_build_installs_executables_and_share_files(tmp_path, copy_package):
     colcon = Path(sys.executable).with_name("colcon")
     assert colcon.exists(), "colcon-common-extensions is a pinned test dependency (requirements.txt)"
     src = tmp_path / "src" / "flownet_ros"
     # Build from a copy so the build leaves nothing in the working tree.
-    shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(".venv", ".git", "build", "install", "log", "out",
-                                                              "data", "runs", "__pycache__", "*.egg-info"))
+    copy_package(src)
     env = dict(os.environ, PATH=f"{colcon.parent}{os.pathsep}{os.environ['PATH']}")
     proc = subprocess.run([str(colcon), "--log-base", str(tmp_path / "log"), "build", "--base-paths", str(src),
                            "--build-base", str(tmp_path / "build"), "--install-base", str(tmp_path / "install")],

@@ -41,11 +41,10 @@ needs_launch = pytest.mark.skipif(not _have_launch(), reason="ros2 launch not av
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory):
+def workspace(tmp_path_factory, copy_package):
     """The package built with colcon into a temporary workspace, as on a robot."""
     ws = tmp_path_factory.mktemp("ws")
-    shutil.copytree(REPO, ws / "src" / "flownet_ros", ignore=shutil.ignore_patterns(
-        ".venv", ".git", "build", "install", "log", "out", "data", "runs", "__pycache__", "*.egg-info"))
+    copy_package(ws / "src" / "flownet_ros")
     colcon = Path(sys.executable).with_name("colcon")
     env = dict(os.environ, PATH=f"{colcon.parent}{os.pathsep}{os.environ['PATH']}")
     proc = subprocess.run([str(colcon), "--log-base", str(ws / "log"), "build", "--base-paths", str(ws / "src")],
