@@ -36,8 +36,7 @@ def photo_scores(shipped):
     from flownet_ros.data.photos import is_fetched
     from flownet_ros.data.realimages import RealImagePairs
     from flownet_ros.evaluation.evaluate import run, summaries
-    from flownet_ros.inference import build_estimator
-    from flownet_ros.inference.factory import EstimatorSpec
+    from flownet_ros.inference import EstimatorSpec, build_estimator
     from flownet_ros.ros.node import estimator_spec
     from flownet_ros.ros.parameters import DEFAULTS
 
