@@ -170,6 +170,19 @@ def test_status_levels():
     assert make_status(st.report(), "n", "h", {}).level == DiagnosticStatus.ERROR
 
 
+def test_idle_status_lasts_over_periods_without_frames():
+    """Idle is the state of the last frame, not of the period: a report right after another (no new frame,
+    as when a late timer fires twice) still says idle; a frame someone wants ends it."""
+    st = FlowStats()
+    st.count("received")
+    st.idle(True)
+    assert make_status(st.report(), "n", "h", {}).message.startswith("idle")
+    assert make_status(st.report(), "n", "h", {}).message.startswith("idle")
+    st.count("received")
+    st.idle(False)
+    assert st.report()["idle"] == 1 and make_status(st.report(), "n", "h", {}).message == "ok"
+
+
 # ---- pipeline ----------------------------------------------------------------------------------
 
 def tiny_estimator():

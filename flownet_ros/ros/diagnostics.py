@@ -33,6 +33,14 @@ class FlowStats:
         self._inference: List[float] = []
         self.max_frames_behind = 0
         self.inlier_fraction = math.nan
+        self.idle_now = False
+
+    def idle(self, nobody_listens: bool) -> None:
+        """Whether the frame the worker just took found nobody subscribed (then it is counted idle). The
+        state lasts until the next frame, so a report over a period without new frames still says idle."""
+        with self._lock:
+            self.idle_now = nobody_listens
+            self.totals["idle"] += int(nobody_listens)
 
     def count(self, name: str, n: int = 1) -> None:
         with self._lock:
@@ -67,11 +75,12 @@ class FlowStats:
                 "latency_median_s": statistics.median(lat) if lat else math.nan,
                 "latency_max_s": max(lat) if lat else math.nan,
                 "inference_median_s": statistics.median(inf) if inf else math.nan,
-                "new_received": delta["received"], "new_rejected": delta["rejected"], "new_idle": delta["idle"],
+                "new_received": delta["received"], "new_rejected": delta["rejected"],
                 "new_errors": delta["errors"], "new_dropped": delta["dropped"],
                 "new_published": delta["published"],
                 "max_frames_behind": self.max_frames_behind,
                 "motion_inlier_fraction": self.inlier_fraction,
+                "idle_now": self.idle_now,
             })
             self._last_totals, self._last_t = dict(self.totals), now
             self._latency, self._inference = [], []
@@ -87,7 +96,7 @@ def status_level(r: Dict[str, float]) -> tuple:
         return DiagnosticStatus.ERROR, f"{r['new_errors']} processing errors in the last {r['period_s']:.1f} s"
     if r["new_rejected"]:
         return DiagnosticStatus.WARN, f"{r['new_rejected']} malformed image messages rejected"
-    if r["new_received"] and r["new_idle"] >= r["new_received"]:
+    if r["received"] and r["idle_now"]:
         return DiagnosticStatus.OK, "idle: nobody subscribes to the outputs"
     if r["new_received"] and not r["new_published"] and r["received"] > 2:
         return DiagnosticStatus.WARN, "images received but no flow published (pairs reset? see max_frame_gap)"

@@ -308,9 +308,8 @@ class FlowNode(Node):
         motion = self.cfg["publish_motion"] and self.pub_motion.get_subscription_count() > 0
         flow = color or motion or self.pub_flow.get_subscription_count() > 0 or \
             self.pub_pair.get_subscription_count() > 0
-        if not flow:
-            self.stats.count("idle")
-        else:
+        self.stats.idle(not flow)
+        if flow:
             self.stats.count("color_skipped", int(self.cfg["publish_color"] and not color))
             self.stats.count("motion_skipped", int(self.cfg["publish_motion"] and not motion))
         return Wanted(flow, color, motion)
