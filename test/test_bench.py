@@ -48,7 +48,7 @@ def test_wrong_function_is_not_timed(capsys):
 def test_estimator_bench_runs():
     text = run_bench("estimator", "--height", "64", "--width", "96", "--inference-sizes", "64x64", "auto",
                      "--device", "cpu", "--repeat", "1")
-    assert "| step" in text and "DIS medium (alone)" in text
+    assert "| step" in text and "DIS medium (alone)" in text and " bidirectional [cpu, fp32] | 64x64 |" in text
     for row in ("refine variational", "refine dis (medium)", "node path (refine none)", "node path (refine dis)"):
         assert f"| {row} |" in text, text
 

@@ -62,6 +62,28 @@ def test_inference_size_is_what_the_network_sees():
     np.testing.assert_allclose(flow[0, 0], [8.0 * 640 / 256, 4.0 * 480 / 192], rtol=1e-5)
 
 
+class BiasedMotion(torch.nn.Module):
+    """Stands in for a network with a direction-independent bias: predicts bias (5, -1) plus a motion
+    (2, 1) network pixels that changes sign when the inputs are swapped (the brighter image is second)."""
+
+    def predict(self, a, b):
+        sign = torch.sign(b.mean(dim=(1, 2, 3)) - a.mean(dim=(1, 2, 3))).view(-1, 1, 1, 1)
+        flow = torch.tensor([5.0, -1.0]).view(1, 2, 1, 1) + sign * torch.tensor([2.0, 1.0]).view(1, 2, 1, 1)
+        return flow.expand(a.shape[0], 2, a.shape[-2] // 4, a.shape[-1] // 4).contiguous()
+
+
+def test_bidirectional_cancels_a_direction_independent_bias():
+    dark, bright = np.full((128, 192, 3), 60, np.uint8), np.full((128, 192, 3), 180, np.uint8)
+    one_way = FlowEstimator(BiasedMotion(), ModelSpec(normalization="fixed_mean"), device="cpu")
+    both = FlowEstimator(BiasedMotion(), ModelSpec(normalization="fixed_mean"), device="cpu", bidirectional=True)
+    np.testing.assert_allclose(one_way.estimate(dark, bright)[5, 7], [7.0, 0.0], atol=1e-5)
+    flow = both.estimate(dark, bright)
+    np.testing.assert_allclose(flow.reshape(-1, 2), np.tile([2.0, 1.0], (128 * 192, 1)), atol=1e-5)
+    np.testing.assert_allclose(both.estimate(bright, dark)[0, 0], [-2.0, -1.0], atol=1e-5)
+    assert both.estimate_batch(np.stack([dark, bright]), np.stack([bright, dark])).shape == (2, 128, 192, 2)
+    assert "bidirectional" in both.description and "bidirectional" not in one_way.description
+
+
 def test_upsample_flow_scales_components_independently():
     flow = torch.zeros(1, 2, 10, 20)
     flow[:, 0], flow[:, 1] = 1.0, 2.0

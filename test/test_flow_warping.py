@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from flownet_ros.flow import photometric_error, warp_backward, warp_backward_torch
+from flownet_ros.flow import bidirectional_average, photometric_error, warp_backward, warp_backward_torch
 from flownet_ros.flow.warping import inside_mask, remap_position_step
 
 
@@ -79,3 +79,18 @@ def test_valid_mask_and_errors():
         warp_backward(img, np.zeros((3, 4, 2), np.float32))
     with pytest.raises(ValueError):
         warp_backward_torch(torch.zeros(1, 3, 4, 4), torch.zeros(1, 2, 4, 5))
+
+
+def test_bidirectional_average_keeps_motion_and_cancels_bias():
+    """forward = motion + bias, backward = -motion + bias (the same bias field): the average is the motion
+    up to the bias' change over the motion's length; a constant bias cancels exactly,
+    also where x + forward leaves the grid (border padding)."""
+    h, w = 24, 32
+    motion = torch.tensor([3.0, -2.0]).view(1, 2, 1, 1)
+    bias = torch.tensor([1.5, 0.5]).view(1, 2, 1, 1)
+    fwd, bwd = (motion + bias).expand(1, 2, h, w), (-motion + bias).expand(1, 2, h, w)
+    torch.testing.assert_close(bidirectional_average(fwd, bwd), motion.expand(1, 2, h, w))
+    ramp = torch.linspace(0, 1, w).view(1, 1, 1, w).expand(1, 2, h, w)  # bias growing by 1/31 px per px in x
+    out = bidirectional_average(motion + ramp, -motion + ramp)
+    assert (out - motion).abs().max() < 0.1 and (motion + ramp - motion).abs().max() > 0.9
+    assert warp_backward_torch(torch.ones(1, 1, h, w), fwd, "zeros")[0, 0, -1, -1] == 0  # outside: zero

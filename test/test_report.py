@@ -145,6 +145,10 @@ def test_offline_mode_and_dis_baseline(sample, tmp_path):
         assert math.isfinite(col["epe"]) and math.isfinite(col["photometric_error"])
     assert dis["epe"] < zero["epe"]  # DIS does track the synthetic motion
     assert "dis" in dis["method"] and (tmp_path / "rep" / "strip.png").is_file()
+    # the same from the command line, the network run both ways
+    assert main([str(bag), "--offline", "--checkpoint", str(tmp_path / "tiny.pt"), "--device", "cpu",
+                 "--refine", "none", "--bidirectional", "--out", str(tmp_path / "cli"), "--quiet"]) == 0
+    assert "bidirectional" in json.loads((tmp_path / "cli" / "report.json").read_text())["estimator"]
 
 
 def test_cli_errors_name_the_bag(sample, tmp_path, capsys):

@@ -560,7 +560,21 @@ def test_refined_flow_over_dds(client, nodes):
     flow = image_msg_to_flow(client.got(ns, "flow")[-1])
     np.testing.assert_allclose(np.median(flow[8:-8, 8:-8].reshape(-1, 2), axis=0), [3.0, 1.0], atol=0.3)
     d = client.wait_diag(ns, lambda d: True, "any")
-    assert d["refine"] == "dis" and "seeded by the network" in d["model"]
+    assert d["refine"] == "dis" and "seeded by the network" in d["model"] and "bidirectional" not in d["model"]
+    # bidirectional switched on at run time: the network runs both ways from the next pair on
+    params = AsyncParameterClient(client, f"/{ns}/flownet")
+    assert params.wait_for_services(timeout_sec=WAIT)
+    future = params.set_parameters([Parameter("bidirectional", value=True)])
+    client.spin_until(future.done, what="parameter service")
+    assert future.result().results[0].successful
+    try:
+        send_wait(client, ns, pub, raw_msg(np.roll(img, (2, 6), axis=(0, 1)), t + 2 * 10**8))
+        flow = image_msg_to_flow(client.got(ns, "flow")[-1])
+        np.testing.assert_allclose(np.median(flow[8:-8, 8:-8].reshape(-1, 2), axis=0), [3.0, 1.0], atol=0.3)
+        client.wait_diag(ns, lambda d: "bidirectional" in d["model"], "bidirectional in the diagnostics")
+    finally:
+        future = params.set_parameters([Parameter("bidirectional", value=False)])
+        client.spin_until(future.done, what="parameter service")
 
 
 def test_no_work_for_outputs_nobody_subscribes_to(client, tmp_path):

@@ -6,7 +6,8 @@ On a 640x480 generated pair (real photos, ``--photos skimage`` needs no download
 
 * ``DIS <preset>``: OpenCV DIS alone (grey conversion + flow), the reference;
 * ``network``: the FlowNet on two prepared frames (normalisation, resize, forward, one upsampling, the
-  copy to the host) at each network size (``auto`` = the estimator's automatic size);
+  copy to the host) at each network size (``auto`` = the estimator's automatic size); ``bidirectional``:
+  the same run both ways in one batch and averaged, at the first size;
 * ``refine <name>``: the refinement alone, on the network's flow;
 * ``node path (refine <name>)``: what the node does per frame in steady state: prepare the new frame,
   flow (+ refinement), colour coding and the motion fit (``FlowPipeline.process``).
@@ -53,10 +54,10 @@ def _pair(args):
     return s["img1"], s["img2"]
 
 
-def _network_rows(net, img1, img2, args, label: str) -> List[Tuple[str, str, float]]:
+def _network_rows(net, img1, img2, args, label: str, sizes=None) -> List[Tuple[str, str, float]]:
     rows = []
     a, b = net.prepare(img1), net.prepare(img2)
-    for size in args.inference_sizes:
+    for size in sizes or args.inference_sizes:
         net.inference_size = size
         ms = median(time_ms(lambda: net.flow(a, b), net.torch_device, warmup=1, repeat=args.repeat))
         net_h, net_w = net.network_size(args.height, args.width)
@@ -119,7 +120,11 @@ def run(args) -> int:
                                                                        warmup=1, repeat=args.repeat))))
     ref_ms = rows[-1][2]
     net = FlowEstimator.from_checkpoint(args.checkpoint or None, device=args.device, precision=args.precision)
-    rows += _network_rows(net, img1, img2, args, "network " + net.description.split(" from ")[0])
+    label = "network " + net.description.split(" from ")[0]
+    rows += _network_rows(net, img1, img2, args, label)
+    net.bidirectional = True
+    rows += _network_rows(net, img1, img2, args, label + " bidirectional", args.inference_sizes[:1])
+    net.bidirectional = False
     rows += _refine_rows(net, img1, img2, args)
     rows += _node_path_rows(img1, img2, args)
     if args.full_width:

@@ -4,7 +4,8 @@ r"""Accuracy and speed of flow estimators on image pairs with ground truth.
         --baseline zero farneback dis-ultrafast dis-fast dis-medium --json out.json
 
 Methods: every ``--checkpoint`` (any format :func:`flownet_ros.models.load_checkpoint` reads; ``''`` =
-the shipped model), each with every ``--refine`` (``none``, ``variational``, ``dis`` with
+the shipped model), each run one way and/or both ways (``--directions forward both``: ``both`` =
+bidirectional, labelled ``-bi``), each with every ``--refine`` (``none``, ``variational``, ``dis`` with
 ``--dis-preset``), and the ``--baseline`` methods. All of them run on the same pairs in one run.
 Metrics (:mod:`flownet_ros.evaluation.scoring`): EPE over valid pixels (mean over pairs), Fl-all
 (pooled), EPE per ground-truth magnitude bin, and the median time of one ``estimate`` call.
@@ -61,10 +62,11 @@ def dataset_section(args: argparse.Namespace) -> Dict[str, Any]:
 
 
 def method_specs(args: argparse.Namespace) -> List[EstimatorSpec]:
-    """Every --checkpoint x --refine, then every --baseline."""
+    """Every --checkpoint x --directions x --refine, then every --baseline."""
     specs = [EstimatorSpec(checkpoint=ckpt, device=args.device, precision=args.precision,
-                           inference_size=args.inference_size, refine=refine, dis_preset=args.dis_preset)
-             for ckpt in args.checkpoint for refine in args.refine]
+                           inference_size=args.inference_size, refine=refine, dis_preset=args.dis_preset,
+                           bidirectional=direction == "both")
+             for ckpt in args.checkpoint for direction in args.directions for refine in args.refine]
     specs += [BASELINES[b] for b in args.baseline]
     if not specs:
         raise SystemExit("error: nothing to evaluate: give --checkpoint and/or --baseline")
@@ -111,6 +113,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="FlowNet model to evaluate (repeatable; '' = the shipped model)")
     p.add_argument("--refine", nargs="+", default=["none"], choices=REFINEMENTS,
                    help="refinements of each checkpoint's flow (default none)")
+    p.add_argument("--directions", nargs="+", default=["forward"], choices=("forward", "both"),
+                   help="run each checkpoint img1->img2 only, and/or both ways averaged (bidirectional)")
     p.add_argument("--dis-preset", default="medium", choices=tuple(DIS_PRESETS), help="preset of --refine dis")
     p.add_argument("--baseline", nargs="+", default=[], choices=tuple(BASELINES), help="methods without a network")
     p.add_argument("--dataset", required=True, choices=DATASETS)

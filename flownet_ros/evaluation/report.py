@@ -307,6 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--namespace", default="")
     p.add_argument("--checkpoint", default="", help="offline: checkpoint (default: the shipped model)")
     p.add_argument("--refine", default=EstimatorSpec.refine, choices=REFINEMENTS, help="offline: refinement")
+    p.add_argument("--bidirectional", action="store_true", help="offline: run the network both ways, averaged")
     p.add_argument("--device", default="auto")
     p.add_argument("--inference-size", type=int, nargs=2, metavar=("H", "W"),
                    help="offline: network input size (multiples of 64)")
@@ -322,6 +323,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print("error: give exactly one of --outputs BAG or --offline", file=sys.stderr)
         return 2
     spec = EstimatorSpec(checkpoint=args.checkpoint, device=args.device, refine=args.refine,
+                         bidirectional=args.bidirectional,
                          inference_size=tuple(args.inference_size) if args.inference_size else None)
     opts = ReportOptions(input_bag=args.input_bag, out_dir=args.out, output_bag=args.outputs, topic=args.topic,
                          gt_topic=args.gt_topic, flow_topic=args.flow_topic, node_name=args.node_name,

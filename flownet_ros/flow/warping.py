@@ -69,9 +69,9 @@ def warp_backward(img2: np.ndarray, flow: np.ndarray) -> np.ndarray:
     return out.reshape(img2.shape)  # remap drops a trailing channel axis of size 1
 
 
-def warp_backward_torch(img: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+def warp_backward_torch(img: torch.Tensor, flow: torch.Tensor, padding: str = "zeros") -> torch.Tensor:
     """Resample [B,C,H,W] ``img`` at x + flow ([B,2,H,W], pixels) with grid_sample -> [B,C,H,W]
-    float (zeros outside)."""
+    float; outside the image: zeros (``padding="zeros"``) or the nearest border value (``"border"``)."""
     if img.ndim != 4 or flow.ndim != 4 or flow.shape[1] != 2 or img.shape[0] != flow.shape[0] \
             or img.shape[-2:] != flow.shape[-2:]:
         raise ValueError(f"need img [B,C,H,W] and flow [B,2,H,W] of the same B, H, W; got "
@@ -83,7 +83,14 @@ def warp_backward_torch(img: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     gx = (xs + flow[:, 0]) * (2.0 / max(w - 1, 1)) - 1.0
     gy = (ys + flow[:, 1]) * (2.0 / max(h - 1, 1)) - 1.0
     grid = torch.stack([gx, gy], dim=-1)  # [B,H,W,2]
-    return F.grid_sample(img.float(), grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+    return F.grid_sample(img.float(), grid, mode="bilinear", padding_mode=padding, align_corners=True)
+
+
+def bidirectional_average(forward: torch.Tensor, backward: torch.Tensor) -> torch.Tensor:
+    """[B,2,H,W] forward (1 -> 2) and backward (2 -> 1) flow in pixels of this grid -> the 1 -> 2 flow
+    (forward(x) - backward(x + forward(x))) / 2. The motion adds up; an error that does not change sign
+    with the direction of motion (a bias that depends on the image content) cancels."""
+    return 0.5 * (forward.float() - warp_backward_torch(backward, forward, padding="border"))
 
 
 def photometric_error(img1: np.ndarray, img2: np.ndarray, flow: np.ndarray,

@@ -7,6 +7,7 @@ from typing import Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from flownet_ros.flow.warping import bidirectional_average
 from flownet_ros.inference.base import FrameEstimator, check_color_order, check_image, check_pair
 from flownet_ros.inference.postprocess import to_numpy_hwc, upsample_flow
 from flownet_ros.inference.preprocess import network_size, normalize_pair, resize, to_tensor
@@ -21,15 +22,19 @@ class FlowEstimator(FrameEstimator):
     ``estimate(img1, img2)``: two HxWx3 uint8 arrays -> HxWx2 float32 flow (u right, v down) in
     pixels from img1 to img2 at the input resolution. The network runs at ``inference_size``
     ((H, W), multiples of 64) if given, else at the input size rounded to multiples of 64; its
-    1/4-resolution prediction is upsampled once, straight to the input size.
+    1/4-resolution prediction is upsampled once, straight to the input size. ``bidirectional``: the
+    network also runs from img2 to img1 (in the same batch) and the two are averaged
+    (:func:`~flownet_ros.flow.bidirectional_average`), which cancels its direction-independent bias
+    (the error that made small motions worse than zero flow) at twice the network time.
     """
 
     def __init__(self, model: FlowNetBase, spec: ModelSpec, device: str = "auto", precision: str = "fp32",
-                 inference_size: Optional[Sequence[int]] = None, checkpoint: str = ""):
+                 inference_size: Optional[Sequence[int]] = None, checkpoint: str = "", bidirectional: bool = False):
         self.torch_device = resolve_device(device)
         self.precision = effective_precision(precision, self.torch_device)
         self.spec = spec
         self.checkpoint = checkpoint
+        self.bidirectional = bool(bidirectional)
         self.inference_size = tuple(int(s) for s in inference_size) if inference_size else None
         if self.torch_device.type == "cuda":
             torch.backends.cudnn.benchmark = True
@@ -50,7 +55,7 @@ class FlowEstimator(FrameEstimator):
     @property
     def description(self) -> str:
         return (f"{self.spec.arch} width {self.spec.width:g} ({self.spec.source}) "
-                f"from {self.checkpoint or 'memory'}")
+                f"from {self.checkpoint or 'memory'}{', bidirectional' if self.bidirectional else ''}")
 
     def network_size(self, height: int, width: int) -> Tuple[int, int]:
         """(H, W) the network runs at for an input of this size."""
@@ -73,9 +78,23 @@ class FlowEstimator(FrameEstimator):
         net = self.network_size(*size)
         a, b = normalize_pair(first.to(self.torch_device).float(), second.to(self.torch_device).float(),
                               self.spec, self.spec.color_order)
+        a, b = resize(a, net), resize(b, net)
+        both_ways = self.bidirectional  # read once: the node may change it from another thread
+        if both_ways:
+            a, b = torch.cat([a, b]), torch.cat([b, a])
         with autocast(self.precision):
-            low = self.model.predict(resize(a, net), resize(b, net))
-        return upsample_flow(low.float(), net, size)
+            low = self.model.predict(a, b).float()
+        if both_ways:
+            low = self._average_directions(low, net)
+        return upsample_flow(low, net, size)
+
+    @staticmethod
+    def _average_directions(low: torch.Tensor, net: Tuple[int, int]) -> torch.Tensor:
+        """[2B,2,h,w] forward then backward flow in pixels of the ``net`` image -> [B,2,h,w] averaged
+        on the h x w grid (flow converted to grid pixels for the warp, and back)."""
+        forward, backward = low.chunk(2)
+        to_grid = torch.tensor([low.shape[-1] / net[1], low.shape[-2] / net[0]], device=low.device).view(1, 2, 1, 1)
+        return bidirectional_average(forward * to_grid, backward * to_grid) / to_grid
 
     def flow(self, first: torch.Tensor, second: torch.Tensor) -> np.ndarray:
         return to_numpy_hwc(self.flow_tensor(first, second))[0]

@@ -22,6 +22,7 @@ class EstimatorSpec:
     backend: ``flownet`` (a FlowNet checkpoint), ``dis`` (OpenCV DIS), ``farneback``, ``zero``.
     checkpoint: FlowNet file ('' = the shipped model). device / precision / inference_size: FlowNet only.
     refine: what refines the FlowNet's flow (``none``, ``variational``, ``dis``).
+    bidirectional: run the FlowNet both ways and average (FlowEstimator; 2x network time).
     dis_preset: of the DIS backend and of the DIS refinement.
     """
 
@@ -32,6 +33,7 @@ class EstimatorSpec:
     inference_size: Optional[Tuple[int, int]] = None
     refine: str = "none"
     dis_preset: str = "medium"
+    bidirectional: bool = False
 
     def __post_init__(self):
         for name, value, allowed in (("backend", self.backend, BACKENDS), ("refine", self.refine, REFINEMENTS),
@@ -41,6 +43,8 @@ class EstimatorSpec:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
         if self.refine != "none" and self.backend != "flownet":
             raise ValueError(f"refine={self.refine} refines a network's flow; backend is {self.backend}")
+        if self.bidirectional and self.backend != "flownet":
+            raise ValueError(f"bidirectional runs a network both ways; backend is {self.backend}")
         if self.inference_size is not None:
             object.__setattr__(self, "inference_size", tuple(int(s) for s in self.inference_size))
 
@@ -51,7 +55,7 @@ class EstimatorSpec:
             return f"dis-{self.dis_preset}"
         if self.backend != "flownet":
             return self.backend
-        base = Path(self.checkpoint).name if self.checkpoint else "flownet"
+        base = (Path(self.checkpoint).name if self.checkpoint else "flownet") + ("-bi" if self.bidirectional else "")
         if self.refine == "dis":
             return f"{base}+dis-{self.dis_preset}"
         return base if self.refine == "none" else f"{base}+{self.refine}"
@@ -70,7 +74,7 @@ def build_estimator(spec: EstimatorSpec) -> Estimator:
     from flownet_ros.inference.estimator import FlowEstimator
 
     net = FlowEstimator.from_checkpoint(spec.checkpoint or None, device=spec.device, precision=spec.precision,
-                                        inference_size=spec.inference_size)
+                                        inference_size=spec.inference_size, bidirectional=spec.bidirectional)
     if spec.refine == "none":
         return net
     from flownet_ros.inference.refine import RefinedEstimator, make_refiner

@@ -92,7 +92,8 @@ def estimator_spec(cfg: Dict[str, Any]) -> EstimatorSpec:
     return EstimatorSpec(backend=cfg["backend"], checkpoint=cfg["checkpoint"], device=cfg["device"],
                          precision=cfg["precision"], inference_size=inference_size(cfg),
                          refine=cfg["refine"] if cfg["backend"] == "flownet" else "none",
-                         dis_preset=cfg["dis_preset"])
+                         dis_preset=cfg["dis_preset"],
+                         bidirectional=bool(cfg["bidirectional"]) and cfg["backend"] == "flownet")
 
 
 @dataclass
@@ -266,6 +267,7 @@ class FlowNode(Node):
         network = getattr(self.estimator, "base", self.estimator)  # a refined network's own settings
         if self.cfg["backend"] == "flownet":
             network.inference_size = inference_size(self.cfg)
+            network.bidirectional = bool(self.cfg["bidirectional"])
 
     def _publish_diagnostics(self) -> None:
         info = {"backend": self.cfg["backend"], "refine": self.cfg["refine"] if self.cfg["backend"] == "flownet"

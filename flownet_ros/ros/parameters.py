@@ -49,6 +49,9 @@ PARAMS = (
     ParamSpec("refine", "dis", "Refinement of the network's flow at full resolution: none, variational "
               "(OpenCV variational refinement, the paper's +v) or dis (DIS seeded by the network, preset "
               "dis_preset).", True, REFINEMENTS),
+    ParamSpec("bidirectional", False, "Run the network both ways (img1->img2 and img2->img1, one batch) and "
+              "average the two flows: cancels the network's direction-independent bias (small motions), at twice "
+              "the network time."),
     ParamSpec("dis_preset", "medium", "OpenCV DIS preset (backend dis and refine dis): ultrafast, fast or medium.",
               True, tuple(DIS_PRESETS)),
     ParamSpec("inference_height", 0, "Network input height, a multiple of 64 (0 = automatic: the input scaled "
