@@ -186,3 +186,14 @@ def test_build_dataset_errors():
     ds = build_dataset({"type": "generated", "size": [16, 24], "length": 3, "seed": 1, "max_objects": 4,
                         "photos": "skimage"})
     assert len(ds) == 3 and ds[0]["img1"].shape == (16, 24, 3)
+
+
+def test_photos_cli_runs_without_runpy_warning():
+    """`python -m flownet_ros.data.photos` (make data) must not find its module imported by the package
+    first: runpy then warns about unpredictable behaviour on every run."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-m", "flownet_ros.data.photos", "list"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "RuntimeWarning" not in proc.stderr, proc.stderr[-2000:]

@@ -12,20 +12,28 @@ from typing import Any, Mapping
 
 from torch.utils.data import Dataset
 
-from flownet_ros.data.augment import Augmentor
-from flownet_ros.data.datasets import KITTI, FlowListDataset, FlowPairDataset, FlyingChairs, Sintel, read_image
-from flownet_ros.data.generator import GeneratedFlowDataset, SceneConfig, export_chairs
-from flownet_ros.data.realimages import RealImagePairs
+# Submodules load on first use (PEP 562), so `python -m flownet_ros.data.photos` does not find its own module
+# already imported by this package (runpy's RuntimeWarning) and `import flownet_ros.data` stays cheap.
+_EXPORTS = {"Augmentor": "augment", "FlowListDataset": "datasets", "FlowPairDataset": "datasets",
+            "FlyingChairs": "datasets", "KITTI": "datasets", "Sintel": "datasets", "read_image": "datasets",
+            "GeneratedFlowDataset": "generator", "SceneConfig": "generator", "export_chairs": "generator",
+            "RealImagePairs": "realimages"}
 
 #: ``type`` names accepted by :func:`build_dataset` and the classes they build (kwargs = the rest).
 DATASET_TYPES = {
-    "generated": GeneratedFlowDataset,
-    "chairs": FlyingChairs,
-    "sintel": Sintel,
-    "kitti": KITTI,
-    "list": FlowListDataset,
-    "real": RealImagePairs,
+    "generated": "flownet_ros.data.generator:GeneratedFlowDataset",
+    "chairs": "flownet_ros.data.datasets:FlyingChairs",
+    "sintel": "flownet_ros.data.datasets:Sintel",
+    "kitti": "flownet_ros.data.datasets:KITTI",
+    "list": "flownet_ros.data.datasets:FlowListDataset",
+    "real": "flownet_ros.data.realimages:RealImagePairs",
 }
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def import_target(target: str):
@@ -53,7 +61,7 @@ def build_dataset(spec: Mapping[str, Any]) -> Dataset:
         return import_target(spec["target"])(**kwargs)
     if kind not in DATASET_TYPES:
         raise ValueError(f"dataset type must be one of {sorted(DATASET_TYPES) + ['python']}, got {kind!r}")
-    cls = DATASET_TYPES[kind]
+    cls = import_target(DATASET_TYPES[kind])
     try:
         return cls(**kwargs)
     except TypeError as err:
