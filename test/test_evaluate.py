@@ -69,6 +69,17 @@ def test_generated_with_models_and_baselines(tmp_path, checkpoints, capsys):
     assert setup["dataset"] == {"type": "generated", "size": [64, 96], "length": 3, "seed": 5, "photos": "skimage"}
 
 
+def test_checkpoints_of_one_file_name_get_distinct_labels(tmp_path):
+    from flownet_ros.evaluation.evaluate import method_labels
+    from flownet_ros.inference import EstimatorSpec
+
+    a, b = EstimatorSpec(checkpoint="runs/a/final.pt"), EstimatorSpec(checkpoint="runs/b/final.pt", refine="dis")
+    specs = [a, EstimatorSpec(checkpoint="runs/b/final.pt"), b, EstimatorSpec(backend="zero")]
+    assert method_labels(specs) == ["runs/a/final.pt", "runs/b/final.pt", "runs/b/final.pt+dis-medium", "zero"]
+    with pytest.raises(SystemExit, match="the same method twice: final.pt"):
+        method_labels([a, a])
+
+
 def test_chairs_files_and_list_file(tmp_path, checkpoints):
     own, _ = checkpoints
     export_chairs(tmp_path / "chairs", 3, size=(64, 96), seed=1, photos="skimage")

@@ -25,6 +25,7 @@ import argparse
 import platform
 import sys
 import time
+from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
@@ -71,6 +72,19 @@ def method_specs(args: argparse.Namespace) -> List[EstimatorSpec]:
     if not specs:
         raise SystemExit("error: nothing to evaluate: give --checkpoint and/or --baseline")
     return specs
+
+
+def method_labels(specs: Sequence[EstimatorSpec]) -> List[str]:
+    """Table labels: each spec's name, with the checkpoint path as given instead of its file name where two
+    checkpoints share a file name (``a/final.pt``, ``b/final.pt+dis-medium``); the same method twice is an error."""
+    paths = {s.checkpoint for s in specs if s.backend == "flownet" and s.checkpoint}
+    shared = {Path(p).name for p in paths if sum(Path(q).name == Path(p).name for q in paths) > 1}
+    labels = [s.name.replace(Path(s.checkpoint).name, s.checkpoint, 1) if Path(s.checkpoint).name in shared
+              and s.checkpoint else s.name for s in specs]
+    twice = sorted({x for x in labels if labels.count(x) > 1})
+    if twice:
+        raise SystemExit(f"error: the same method twice: {', '.join(twice)}")
+    return labels
 
 
 def run(estimators: Sequence, names: Sequence[str], dataset, max_pairs: Optional[int] = None,
@@ -147,7 +161,7 @@ def main(argv=None) -> int:
     section = dataset_section(args)
     dataset = build_dataset(section)
     specs = method_specs(args)
-    result = run([build_estimator(s) for s in specs], [s.name for s in specs], dataset, args.max_pairs,
+    result = run([build_estimator(s) for s in specs], method_labels(specs), dataset, args.max_pairs,
                  progress=not args.no_progress)
     tables = summaries(result)
     for group, rows in tables.items():
