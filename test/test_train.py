@@ -2,6 +2,7 @@
 
 import math
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -337,3 +338,25 @@ def test_sigkill_never_leaves_a_broken_checkpoint_and_stale_temporaries_go(tmp_p
     assert not list((tmp_path / "run").glob("*.tmp")), "stale temporaries left"
     assert "left by an interrupted checkpoint write" in done.stderr
     assert torch.load(tmp_path / "run" / "final.pt", map_location="cpu", weights_only=True)["iteration"] == 150
+
+
+def test_export_averages_models_of_one_architecture(tmp_path):
+    """export A B OUT: the weight average (uniform model soup) with both sources in the metadata; models of
+    different architectures are refused, naming the file."""
+    from flownet_ros.models import save_checkpoint
+    from flownet_ros.models.checkpoint import ModelSpec
+    from flownet_ros.train.export import main as export_main
+
+    spec = ModelSpec(width=0.125)
+    paths = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        paths.append(save_checkpoint(tmp_path / f"m{seed}.pt", spec.build(), replace(spec, training={"seed": seed})))
+    assert export_main([str(paths[0]), str(paths[1]), str(tmp_path / "avg.pt")]) == 0
+    avg, avg_spec = load_checkpoint(tmp_path / "avg.pt")
+    w = [load_checkpoint(p)[0].state_dict()["conv1.0.weight"] for p in paths]
+    torch.testing.assert_close(avg.state_dict()["conv1.0.weight"], (w[0] + w[1]) / 2)
+    assert [a["training"]["seed"] for a in avg_spec.training["averaged_from"]] == [0, 1]
+    other = save_checkpoint(tmp_path / "wide.pt", ModelSpec(width=0.25).build(), ModelSpec(width=0.25))
+    with pytest.raises(ValueError, match="m0.pt: model .* differs from .*wide.pt: .*only models of one architecture"):
+        export_main([str(paths[0]), str(other), str(tmp_path / "bad.pt")])
