@@ -50,8 +50,8 @@ PARAMS = (
               "(OpenCV variational refinement, the paper's +v) or dis (DIS seeded by the network, preset "
               "dis_preset).", True, REFINEMENTS),
     ParamSpec("bidirectional", False, "Run the network both ways (img1->img2 and img2->img1, one batch) and "
-              "average the two flows: cancels the network's direction-independent bias (small motions), at twice "
-              "the network time."),
+              "average the two flows: cancels the network's direction-independent bias (small motions); the "
+              "network takes about 1.5x as long (one batch of two pairs). Best with refine none."),
     ParamSpec("dis_preset", "medium", "OpenCV DIS preset (backend dis and refine dis): ultrafast, fast or medium.",
               True, tuple(DIS_PRESETS)),
     ParamSpec("inference_height", 0, "Network input height, a multiple of 64 (0 = automatic: the input scaled "
