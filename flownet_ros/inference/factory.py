@@ -22,7 +22,7 @@ class EstimatorSpec:
     backend: ``flownet`` (a FlowNet checkpoint), ``dis`` (OpenCV DIS), ``farneback``, ``zero``.
     checkpoint: FlowNet file ('' = the shipped model). device / precision / inference_size: FlowNet only.
     refine: what refines the FlowNet's flow (``none``, ``variational``, ``dis``).
-    bidirectional: run the FlowNet both ways and average (FlowEstimator; 2x network time).
+    bidirectional: run the FlowNet both ways and average (FlowEstimator; one batch of two pairs, ~1.5x the time).
     dis_preset: of the DIS backend and of the DIS refinement.
     """
 
