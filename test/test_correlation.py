@@ -15,7 +15,8 @@ import pytest
 import torch
 
 from flownet_ros.ops import correlation, correlation_backend, correlation_reference, correlation_status
-from flownet_ros.ops.correlation import compiled_available, output_shape
+from flownet_ros.ops.correlation import compiled_available
+from flownet_ros.ops.shapes import output_shape
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

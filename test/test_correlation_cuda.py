@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from flownet_ros.ops import correlation, correlation_backend, correlation_reference, correlation_status
-from flownet_ros.ops.correlation import compiled_available, output_shape
+from flownet_ros.ops.correlation import compiled_available
+from flownet_ros.ops.shapes import output_shape
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 

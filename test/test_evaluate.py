@@ -73,8 +73,9 @@ def test_checkpoints_of_one_file_name_get_distinct_labels(tmp_path):
     from flownet_ros.evaluation.evaluate import method_labels
     from flownet_ros.inference import EstimatorSpec
 
-    a, b = EstimatorSpec(checkpoint="runs/a/final.pt"), EstimatorSpec(checkpoint="runs/b/final.pt", refine="dis")
-    specs = [a, EstimatorSpec(checkpoint="runs/b/final.pt"), b, EstimatorSpec(backend="zero")]
+    a = EstimatorSpec(checkpoint="runs/a/final.pt", refine="none")
+    b = EstimatorSpec(checkpoint="runs/b/final.pt", refine="dis")
+    specs = [a, EstimatorSpec(checkpoint="runs/b/final.pt", refine="none"), b, EstimatorSpec(backend="zero")]
     assert method_labels(specs) == ["runs/a/final.pt", "runs/b/final.pt", "runs/b/final.pt+dis-medium", "zero"]
     with pytest.raises(SystemExit, match="the same method twice: final.pt"):
         method_labels([a, a])
@@ -106,8 +107,20 @@ def test_bad_invocations(tmp_path, capsys):
     with pytest.raises(FileNotFoundError):
         evaluate_main(["--baseline", "zero", "--dataset", "chairs", "--root", str(tmp_path / "none"),
                        "--no-progress"])
-    with pytest.raises(SystemExit):
-        evaluate_main(["--dataset", "generated", "--count", "1", "--no-progress"])  # no method
+
+
+def test_without_methods_it_evaluates_what_the_node_runs(tmp_path):
+    from flownet_ros.inference.factory import EstimatorSpec
+    from flownet_ros.ros.node import estimator_spec
+    from flownet_ros.ros.parameters import DEFAULTS
+
+    out = tmp_path / "default.json"
+    assert evaluate_main(["--dataset", "generated", "--count", "1", "--size", "64", "96", "--arg", "photos=skimage",
+                          "--json", str(out), "--no-progress"]) == 0
+    setup = json.loads(out.read_text())["setup"]
+    node = estimator_spec(DEFAULTS)
+    assert [EstimatorSpec(**m) for m in setup["methods"]] == [node]
+    assert node.refine == "dis" and json.loads(out.read_text())["results"][0]["method"] == node.name
 
 
 def _real_data_or_skip():

@@ -262,11 +262,11 @@ def test_dis_recovers_shift_and_checks_input():
     np.testing.assert_allclose(np.median(flow[8:-8, 8:-8].reshape(-1, 2), 0), [2.0, 1.0], atol=0.2)
     bgr = DISEstimator("fast").estimate(img[..., ::-1].copy(), np.roll(img, 2, axis=1)[..., ::-1].copy(), "bgr")
     np.testing.assert_allclose(np.median(bgr[8:-8, 8:-8, 0]), 2.0, atol=0.2)
-    assert "DIS" in DISEstimator().description and str(DISEstimator().device) == "cpu"
+    assert "DIS" in DISEstimator("medium").description and str(DISEstimator("medium").device) == "cpu"
     with pytest.raises(ValueError, match="preset"):
         DISEstimator("slowest")
     with pytest.raises(ValueError):
-        DISEstimator().estimate(img, img[:32])
+        DISEstimator("medium").estimate(img, img[:32])
 
 
 def test_dds_check_delivers_with_profile(repo):

@@ -33,13 +33,15 @@ import yaml
 
 from flownet_ros.evaluation import render
 from flownet_ros.evaluation.scoring import Series, score_pair, summarize
-from flownet_ros.inference.classic import DIS_PRESETS
-from flownet_ros.inference.factory import EstimatorSpec, build_estimator
-from flownet_ros.inference.refine import REFINEMENTS
-from flownet_ros.inference.runtime import PRECISIONS
+from flownet_ros.inference.factory import (
+    EstimatorSpec,
+    add_baseline_argument,
+    add_estimator_arguments,
+    baselines,
+    build_estimator,
+    specs_from_args,
+)
 
-BASELINES = {"zero": EstimatorSpec(backend="zero"), "farneback": EstimatorSpec(backend="farneback"),
-             **{f"dis-{p}": EstimatorSpec(backend="dis", dis_preset=p) for p in DIS_PRESETS}}
 DATASETS = ("real", "generated", "chairs", "sintel", "kitti", "list")
 
 
@@ -63,21 +65,17 @@ def dataset_section(args: argparse.Namespace) -> Dict[str, Any]:
 
 
 def method_specs(args: argparse.Namespace) -> List[EstimatorSpec]:
-    """Every --checkpoint x --directions x --refine, then every --baseline."""
-    specs = [EstimatorSpec(checkpoint=ckpt, device=args.device, precision=args.precision,
-                           inference_size=args.inference_size, refine=refine, dis_preset=args.dis_preset,
-                           bidirectional=direction == "both")
-             for ckpt in args.checkpoint for direction in args.directions for refine in args.refine]
-    specs += [BASELINES[b] for b in args.baseline]
-    if not specs:
-        raise SystemExit("error: nothing to evaluate: give --checkpoint and/or --baseline")
-    return specs
+    """Every --checkpoint x --directions x --refine (x --dis-preset, x --inference-size), then every --baseline;
+    without --checkpoint and --baseline: what the node runs."""
+    if args.checkpoint is None:
+        args.checkpoint = [] if args.baseline else [EstimatorSpec.checkpoint]
+    return specs_from_args(args) + [baselines()[b] for b in args.baseline]
 
 
 def method_labels(specs: Sequence[EstimatorSpec]) -> List[str]:
     """Table labels: each spec's name, with the checkpoint path as given instead of its file name where two
     checkpoints share a file name (``a/final.pt``, ``b/final.pt+dis-medium``); the same method twice is an error."""
-    paths = {s.checkpoint for s in specs if s.backend == "flownet" and s.checkpoint}
+    paths = {s.checkpoint for s in specs if s.backend_info.network and s.checkpoint}
     shared = {Path(p).name for p in paths if sum(Path(q).name == Path(p).name for q in paths) > 1}
     labels = [s.name.replace(Path(s.checkpoint).name, s.checkpoint, 1) if Path(s.checkpoint).name in shared
               and s.checkpoint else s.name for s in specs]
@@ -123,14 +121,8 @@ def summaries(result: Dict[str, Any]) -> Dict[str, List[Dict[str, Any]]]:
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m flownet_ros.evaluation.evaluate", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", action="append", default=[], metavar="PATH",
-                   help="FlowNet model to evaluate (repeatable; '' = the shipped model)")
-    p.add_argument("--refine", nargs="+", default=["none"], choices=REFINEMENTS,
-                   help="refinements of each checkpoint's flow (default none)")
-    p.add_argument("--directions", nargs="+", default=["forward"], choices=("forward", "both"),
-                   help="run each checkpoint img1->img2 only, and/or both ways averaged (bidirectional)")
-    p.add_argument("--dis-preset", default="medium", choices=tuple(DIS_PRESETS), help="preset of --refine dis")
-    p.add_argument("--baseline", nargs="+", default=[], choices=tuple(BASELINES), help="methods without a network")
+    add_estimator_arguments(p, many=True)
+    add_baseline_argument(p)
     p.add_argument("--dataset", required=True, choices=DATASETS)
     p.add_argument("--root", default="", help="dataset folder (chairs / sintel / kitti) or the list file (list)")
     p.add_argument("--arg", action="append", default=[], metavar="KEY=VALUE",
@@ -139,10 +131,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=20261124, help="generated: seed (training uses 0)")
     p.add_argument("--size", type=int, nargs=2, default=(384, 512), metavar=("H", "W"), help="generated: image size")
     p.add_argument("--max-pairs", type=int, default=None, help="evaluate only the first N pairs")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
-    p.add_argument("--precision", default="fp32", choices=tuple(PRECISIONS))
-    p.add_argument("--inference-size", type=int, nargs=2, default=None, metavar=("H", "W"),
-                   help="network input size (default: the estimator's automatic size)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads of torch and OpenCV (0 = all cores)")
     p.add_argument("--json", default="", help="write results, per-pair scores and the setup to this JSON file")
     p.add_argument("--no-progress", action="store_true")

@@ -332,7 +332,7 @@ def parse_params(items: Sequence[str]) -> Dict[str, str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from flownet_ros.evaluation.evaluate import BASELINES
+    from flownet_ros.inference.factory import add_baseline_argument
 
     p = argparse.ArgumentParser(prog="python -m flownet_ros.evaluation.replay", description=__doc__.split("\n")[0])
     p.add_argument("bag", type=Path, help="input rosbag2 (directory, .mcap or .db3)")
@@ -354,8 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--startup-timeout", type=float, default=120.0)
     p.add_argument("--no-report", dest="report", action="store_false", help="only record, no report")
     p.add_argument("--gt-topic", help="ground-truth flow topic (32FC2) in the input bag; default: auto")
-    p.add_argument("--baseline", nargs="+", default=[], choices=tuple(BASELINES),
-                   help="also run these methods on the same frame pairs in the report")
+    add_baseline_argument(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
 

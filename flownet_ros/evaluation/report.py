@@ -26,7 +26,14 @@ from flownet_ros.evaluation import render
 from flownet_ros.evaluation.bagio import RATE_KEY, WALL_SPAN_KEY, BagError
 from flownet_ros.evaluation.bagjoin import BagSources
 from flownet_ros.evaluation.scoring import Series, score_pair, summarize
-from flownet_ros.inference.factory import EstimatorSpec, build_estimator
+from flownet_ros.inference.factory import (
+    EstimatorSpec,
+    add_baseline_argument,
+    add_estimator_arguments,
+    baselines,
+    build_estimator,
+    specs_from_args,
+)
 
 STRIP_FRAMES = 6
 #: decoded frames kept for pairing node outputs with an older frame than the previous one
@@ -48,7 +55,7 @@ class ReportOptions:
     node_name: str = "flownet"
     namespace: str = ""
     estimator: EstimatorSpec = EstimatorSpec()  # offline: what runs on the frames ('' checkpoint = shipped)
-    baselines: Tuple[str, ...] = ()  # names of flownet_ros.evaluation.evaluate.BASELINES
+    baselines: Tuple[str, ...] = ()  # labels of flownet_ros.inference.factory.baselines()
     progress: bool = True
     strip_frames: int = STRIP_FRAMES
     rate: Optional[float] = None  # replay rate, for the record only
@@ -64,11 +71,9 @@ class _Run:
     """Per-frame state of one report: the series of every method, the frame cache, records, strip."""
 
     def __init__(self, opts: ReportOptions, src: BagSources):
-        from flownet_ros.evaluation.evaluate import BASELINES
-
         self.opts, self.src, self.offline = opts, src, opts.output_bag is None
         self.estimator = build_estimator(opts.estimator) if self.offline else None
-        self.baselines = [(name, build_estimator(BASELINES[name])) for name in opts.baselines if name != "zero"]
+        self.baselines = [(name, build_estimator(baselines()[name])) for name in opts.baselines if name != "zero"]
         self.main = Series(f"{opts.estimator.name} offline" if self.offline else f"node {src.flow_topic}")
         self.others = [Series(f"{name} offline") for name, _ in self.baselines]
         self.zero = Series("zero flow")
@@ -292,9 +297,6 @@ def print_summary(report: Dict[str, Any], file=None) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from flownet_ros.evaluation.evaluate import BASELINES
-    from flownet_ros.inference.refine import REFINEMENTS
-
     p = argparse.ArgumentParser(prog="python -m flownet_ros.evaluation.report", description=__doc__.split("\n")[0])
     p.add_argument("input_bag", type=Path, help="the replayed (input) bag with the camera topic")
     p.add_argument("--outputs", type=Path, help="bag with the node's outputs (replay or ros2 bag record)")
@@ -305,14 +307,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--flow-topic", help="flow topic in the output bag (default <ns>/<node>/flow)")
     p.add_argument("--node-name", default="flownet")
     p.add_argument("--namespace", default="")
-    p.add_argument("--checkpoint", default="", help="offline: checkpoint (default: the shipped model)")
-    p.add_argument("--refine", default=EstimatorSpec.refine, choices=REFINEMENTS, help="offline: refinement")
-    p.add_argument("--bidirectional", action="store_true", help="offline: run the network both ways, averaged")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--inference-size", type=int, nargs=2, metavar=("H", "W"),
-                   help="offline: network input size (multiples of 64)")
-    p.add_argument("--baseline", nargs="+", default=[], choices=tuple(BASELINES),
-                   help="also run these methods on the same pairs")
+    add_estimator_arguments(p)  # --offline: what runs on the frames (default: what the node runs)
+    add_baseline_argument(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -322,9 +318,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.offline == (args.outputs is not None):
         print("error: give exactly one of --outputs BAG or --offline", file=sys.stderr)
         return 2
-    spec = EstimatorSpec(checkpoint=args.checkpoint, device=args.device, refine=args.refine,
-                         bidirectional=args.bidirectional,
-                         inference_size=tuple(args.inference_size) if args.inference_size else None)
+    spec, = specs_from_args(args)
     opts = ReportOptions(input_bag=args.input_bag, out_dir=args.out, output_bag=args.outputs, topic=args.topic,
                          gt_topic=args.gt_topic, flow_topic=args.flow_topic, node_name=args.node_name,
                          namespace=args.namespace, estimator=spec, baselines=tuple(args.baseline),

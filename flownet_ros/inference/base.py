@@ -7,34 +7,64 @@ prepared frames. ``estimate`` does both for a single pair.
 
 from __future__ import annotations
 
-from typing import Any, Protocol, runtime_checkable
+import abc
+from typing import Any, Dict, Tuple
 
 import numpy as np
 
 COLOR_ORDERS = ("rgb", "bgr")
 
 
-@runtime_checkable
-class Estimator(Protocol):
-    """Dense optical flow between two frames of one camera."""
+class Estimator(abc.ABC):
+    """Dense optical flow between two frames of one camera: the one interface of every backend.
+
+    Subclasses define ``description``, ``device``, ``prepare`` and ``flow``; ``estimate`` checks a pair and
+    does both. Settings that may change while frames flow (the node's run-time parameters) go through
+    ``configure``; which ones an estimator takes is its ``runtime_settings``.
+    """
+
+    #: names ``configure`` accepts (e.g. ``inference_size``, ``bidirectional`` for a network)
+    runtime_settings: Tuple[str, ...] = ()
 
     @property
+    @abc.abstractmethod
     def description(self) -> str:
         """One line: what runs (model file, preset, library version)."""
 
     @property
+    @abc.abstractmethod
     def device(self) -> str:
         """Where it runs: 'cpu', 'cuda:0', ..."""
 
+    @abc.abstractmethod
     def prepare(self, image: np.ndarray, color_order: str = "rgb") -> Any:
         """HxWx3 uint8 frame -> whatever ``flow`` needs of it (opaque to callers)."""
 
+    @abc.abstractmethod
     def flow(self, first: Any, second: Any) -> np.ndarray:
         """Two prepared frames of one size -> HxWx2 float32 flow in pixels, first -> second
         (u right, v down), at the frames' resolution."""
 
     def estimate(self, img1: np.ndarray, img2: np.ndarray, color_order: str = "rgb") -> np.ndarray:
         """``flow(prepare(img1), prepare(img2))`` after checking the pair."""
+        check_pair(img1, img2)
+        check_color_order(color_order)
+        return self.flow(self.prepare(img1, color_order), self.prepare(img2, color_order))
+
+    def last_flow_info(self) -> Dict[str, Any]:
+        """What the last ``flow`` call did, for diagnostics and reports (the adaptive backend: which path ran,
+        its check's score, its time); empty for estimators with one path."""
+        return {}
+
+    def configure(self, **settings: Any) -> None:
+        """Change run-time settings (names in ``runtime_settings``); ValueError for any other name. Safe to
+        call between two ``flow`` calls from another thread: each setting is one attribute assignment."""
+        unknown = sorted(set(settings) - set(self.runtime_settings))
+        if unknown:
+            raise ValueError(f"{type(self).__name__} has no run-time setting {', '.join(unknown)} "
+                             f"(it has: {', '.join(self.runtime_settings) or 'none'})")
+        for name, value in settings.items():
+            setattr(self, name, value)
 
 
 def check_image(name: str, img: np.ndarray) -> None:
@@ -60,18 +90,3 @@ def check_pair(img1: np.ndarray, img2: np.ndarray) -> None:
 def check_color_order(color_order: str) -> None:
     if color_order not in COLOR_ORDERS:
         raise ValueError(f"colour order must be 'rgb' or 'bgr', got {color_order!r}")
-
-
-class FrameEstimator:
-    """Base class: ``estimate`` = ``flow(prepare(img1), prepare(img2))``; subclasses define the two."""
-
-    def prepare(self, image: np.ndarray, color_order: str = "rgb") -> Any:
-        raise NotImplementedError
-
-    def flow(self, first: Any, second: Any) -> np.ndarray:
-        raise NotImplementedError
-
-    def estimate(self, img1: np.ndarray, img2: np.ndarray, color_order: str = "rgb") -> np.ndarray:
-        check_pair(img1, img2)
-        check_color_order(color_order)
-        return self.flow(self.prepare(img1, color_order), self.prepare(img2, color_order))

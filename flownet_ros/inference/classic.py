@@ -10,7 +10,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from flownet_ros.inference.base import FrameEstimator, check_color_order, check_image
+from flownet_ros.inference.base import Estimator, check_color_order, check_image
 
 DIS_PRESETS = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST, "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
                "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM}
@@ -43,7 +43,7 @@ def dis_flow(dis, grey1: np.ndarray, grey2: np.ndarray, initial: np.ndarray = No
     return np.ascontiguousarray(dis.calc(grey1, grey2, flow), dtype=np.float32)
 
 
-class GreyEstimator(FrameEstimator):
+class GreyEstimator(Estimator):
     """Base of the CPU methods: frames are prepared as grey-level images."""
 
     device = "cpu"
@@ -55,7 +55,7 @@ class GreyEstimator(FrameEstimator):
 class DISEstimator(GreyEstimator):
     """Dense Inverse Search on grey-level frames. Not thread-safe (one OpenCV object): one per thread."""
 
-    def __init__(self, preset: str = "medium"):
+    def __init__(self, preset: str):
         self._dis = create_dis(preset)
         self.preset = preset
 
@@ -78,7 +78,7 @@ class FarnebackEstimator(GreyEstimator):
         return cv2.calcOpticalFlowFarneback(first, second, None, *FARNEBACK_ARGS).astype(np.float32, copy=False)
 
 
-class ZeroFlowEstimator(FrameEstimator):
+class ZeroFlowEstimator(Estimator):
     """Baseline: no motion anywhere (what any estimator must beat)."""
 
     device = "cpu"

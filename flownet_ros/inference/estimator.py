@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from flownet_ros.flow.warping import bidirectional_average
-from flownet_ros.inference.base import FrameEstimator, check_color_order, check_image, check_pair
+from flownet_ros.inference.base import Estimator, check_color_order, check_image, check_pair
 from flownet_ros.inference.postprocess import to_numpy_hwc, upsample_flow
 from flownet_ros.inference.preprocess import network_size, normalize_pair, resize, to_tensor
 from flownet_ros.inference.runtime import autocast, effective_precision, resolve_device
@@ -16,7 +16,7 @@ from flownet_ros.models.checkpoint import ModelSpec, default_checkpoint_path, lo
 from flownet_ros.models.flownet import FlowNetBase
 
 
-class FlowEstimator(FrameEstimator):
+class FlowEstimator(Estimator):
     """Runs a FlowNet on image pairs.
 
     ``estimate(img1, img2)``: two HxWx3 uint8 arrays -> HxWx2 float32 flow (u right, v down) in
@@ -28,14 +28,17 @@ class FlowEstimator(FrameEstimator):
     (the error that made small motions worse than zero flow); a batch of two pairs, about 1.5x the time on CPU.
     """
 
+    runtime_settings = ("inference_size", "bidirectional")
+
     def __init__(self, model: FlowNetBase, spec: ModelSpec, device: str = "auto", precision: str = "fp32",
                  inference_size: Optional[Sequence[int]] = None, checkpoint: str = "", bidirectional: bool = False):
         self.torch_device = resolve_device(device)
         self.precision = effective_precision(precision, self.torch_device)
         self.spec = spec
         self.checkpoint = checkpoint
-        self.bidirectional = bool(bidirectional)
-        self.inference_size = tuple(int(s) for s in inference_size) if inference_size else None
+        self.bidirectional = False
+        self.inference_size: Optional[Tuple[int, int]] = None
+        self.configure(inference_size=inference_size, bidirectional=bidirectional)
         if self.torch_device.type == "cuda":
             torch.backends.cudnn.benchmark = True
         self.model = model.to(self.torch_device).eval()
@@ -51,6 +54,16 @@ class FlowEstimator(FrameEstimator):
     @property
     def device(self) -> str:
         return str(self.torch_device)
+
+    def configure(self, **settings) -> None:
+        """``inference_size`` ((H, W) multiples of 64, or None = automatic), ``bidirectional`` (bool)."""
+        if settings.get("inference_size"):
+            settings["inference_size"] = tuple(int(s) for s in settings["inference_size"])
+        elif "inference_size" in settings:
+            settings["inference_size"] = None
+        if "bidirectional" in settings:
+            settings["bidirectional"] = bool(settings["bidirectional"])
+        super().configure(**settings)
 
     @property
     def description(self) -> str:

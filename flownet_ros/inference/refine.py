@@ -12,18 +12,30 @@ on the full-resolution grey frames restores sub-pixel accuracy and edges:
 
 from __future__ import annotations
 
-from typing import Any, Tuple
+import abc
+from typing import Any, Dict, Tuple
 
 import cv2
 import numpy as np
 
-from flownet_ros.inference.base import Estimator, FrameEstimator
+from flownet_ros.inference.base import Estimator
 from flownet_ros.inference.classic import create_dis, dis_flow, to_grey
 
-REFINEMENTS = ("none", "variational", "dis")
+
+class Refiner(abc.ABC):
+    """Refines a flow on the full-resolution grey frames. Not thread-safe (OpenCV objects): one per thread."""
+
+    @property
+    @abc.abstractmethod
+    def description(self) -> str:
+        """One line: what refines (library, preset)."""
+
+    @abc.abstractmethod
+    def refine(self, grey1: np.ndarray, grey2: np.ndarray, flow: np.ndarray) -> np.ndarray:
+        """HxW uint8 frames and HxWx2 float32 flow grey1 -> grey2 in px -> refined flow (a new array)."""
 
 
-class VariationalRefiner:
+class VariationalRefiner(Refiner):
     """``cv2.VariationalRefinement`` with OpenCV's default weights. One instance per thread."""
 
     def __init__(self):
@@ -34,16 +46,15 @@ class VariationalRefiner:
         return f"OpenCV {cv2.__version__} variational refinement"
 
     def refine(self, grey1: np.ndarray, grey2: np.ndarray, flow: np.ndarray) -> np.ndarray:
-        """HxW uint8 frames and HxWx2 float32 flow -> refined flow (a new array)."""
         out = np.array(flow, dtype=np.float32, order="C", copy=True)
         self._vr.calc(grey1, grey2, out)  # in place: the argument is the initial and the result
         return out
 
 
-class DISRefiner:
+class DISRefiner(Refiner):
     """DIS (``preset``) started from the given flow. One instance per thread."""
 
-    def __init__(self, preset: str = "medium"):
+    def __init__(self, preset: str):
         self._dis = create_dis(preset)
         self.preset = preset
 
@@ -55,21 +66,32 @@ class DISRefiner:
         return dis_flow(self._dis, grey1, grey2, initial=flow)
 
 
-def make_refiner(name: str, dis_preset: str = "medium"):
-    """``variational`` | ``dis`` -> a refiner (``none`` has none: use the estimator as it is)."""
-    if name == "variational":
-        return VariationalRefiner()
-    if name == "dis":
-        return DISRefiner(dis_preset)
-    raise ValueError(f"refinement must be one of {', '.join(REFINEMENTS)}, got {name!r}")
+#: refinement name -> builder taking the DIS preset; ``none`` (no refinement) has no entry
+REFINERS: Dict[str, Any] = {"variational": lambda dis_preset: VariationalRefiner(), "dis": DISRefiner}
+REFINEMENTS = ("none",) + tuple(REFINERS)
 
 
-class RefinedEstimator(FrameEstimator):
+def make_refiner(name: str, dis_preset: str) -> Refiner:
+    """A name of :data:`REFINERS` -> a refiner (``none`` has none: use the estimator as it is)."""
+    if name not in REFINERS:
+        raise ValueError(f"refinement must be one of {', '.join(REFINERS)}, got {name!r}")
+    return REFINERS[name](dis_preset)
+
+
+class RefinedEstimator(Estimator):
     """An estimator whose flow is refined on the grey frames; each frame is prepared once for both."""
 
-    def __init__(self, base: Estimator, refiner):
+    def __init__(self, base: Estimator, refiner: Refiner):
         self.base = base
         self.refiner = refiner
+        self.runtime_settings = base.runtime_settings
+
+    def configure(self, **settings) -> None:
+        """The base estimator's run-time settings."""
+        self.base.configure(**settings)
+
+    def last_flow_info(self):
+        return self.base.last_flow_info()
 
     @property
     def description(self) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from flownet_ros.ops.correlation import output_shape
+from flownet_ros.ops.shapes import output_shape
 
 
 @torch.library.register_fake("flownet_ros::correlation")

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 LOG = logging.getLogger("flownet_ros.ops")
 ENV_BACKEND = "FLOWNET_ROS_CORRELATION_BACKEND"
-BACKENDS = ("cuda", "cpu-compiled", "reference")
+CORRELATION_BACKENDS = ("cuda", "cpu-compiled", "reference")
 
 
 def check_correlation_args(f1: torch.Tensor, f2: torch.Tensor, max_displacement: int, stride2: int,
@@ -47,13 +47,6 @@ def check_correlation_args(f1: torch.Tensor, f2: torch.Tensor, max_displacement:
         raise ValueError("correlation: need max_displacement >= 0, stride2 >= 1, stride1 >= 1 and an odd "
                          f"kernel_size >= 1, got max_displacement={max_displacement}, stride2={stride2}, "
                          f"kernel_size={kernel_size}, stride1={stride1}")
-
-
-def output_shape(shape, max_displacement: int = 20, stride2: int = 2, kernel_size: int = 1, stride1: int = 1):
-    """[B, C, H, W] -> (B, D*D, H', W') of the correlation output."""
-    b, _, h, w = shape
-    d = 2 * (max_displacement // stride2) + 1
-    return (b, d * d, (h + stride1 - 1) // stride1, (w + stride1 - 1) // stride1)
 
 
 def correlation_reference(f1: torch.Tensor, f2: torch.Tensor, max_displacement: int = 20,
@@ -125,8 +118,8 @@ def _select() -> _State:
     from flownet_ros.ops import build
 
     requested = os.environ.get(ENV_BACKEND, "auto").strip().lower() or "auto"
-    if requested not in ("auto",) + BACKENDS:
-        raise ValueError(f"{ENV_BACKEND}={requested!r}: expected one of auto, {', '.join(BACKENDS)}")
+    if requested not in ("auto",) + CORRELATION_BACKENDS:
+        raise ValueError(f"{ENV_BACKEND}={requested!r}: expected one of auto, {', '.join(CORRELATION_BACKENDS)}")
     if requested == "reference":
         return _State(False, False, requested, f"{ENV_BACKEND}=reference")
     verbose = os.environ.get("FLOWNET_ROS_BUILD_VERBOSE", "") not in ("", "0")

@@ -34,6 +34,7 @@ class FlowStats:
         self.max_frames_behind = 0
         self.inlier_fraction = math.nan
         self.idle_now = False
+        self.paths: Dict[str, List[float]] = {}  # adaptive backend: path -> [pairs, total seconds]
 
     def idle(self, nobody_listens: bool) -> None:
         """Whether the frame the worker just took found nobody subscribed (then it is counted idle). The
@@ -59,6 +60,15 @@ class FlowStats:
             if inlier_fraction is not None:
                 self.inlier_fraction = inlier_fraction
 
+    def flow_path(self, info: Dict) -> None:
+        """Count the path the estimator took for a published flow (``Estimator.last_flow_info``; no-op
+        for estimators with one path)."""
+        if "path" in info:
+            with self._lock:
+                entry = self.paths.setdefault(str(info["path"]), [0, 0.0])
+                entry[0] += 1
+                entry[1] += float(info.get("seconds", 0.0))
+
     def report(self) -> Dict[str, float]:
         """Totals, and for the period since the last report: input/output rate (Hz), latency and
         inference time median/max (s, NaN without output), new rejects/errors/drops."""
@@ -82,6 +92,10 @@ class FlowStats:
                 "motion_inlier_fraction": self.inlier_fraction,
                 "idle_now": self.idle_now,
             })
+            for path, (n, seconds) in self.paths.items():  # totals since start
+                out[f"path_{path}_pairs"] = n
+                out[f"path_{path}_mean_ms"] = 1e3 * seconds / n
+                out[f"path_{path}_fraction"] = n / max(1, self.totals["published"])
             self._last_totals, self._last_t = dict(self.totals), now
             self._latency, self._inference = [], []
             return out
@@ -138,6 +152,7 @@ def make_status(report: Dict[str, float], name: str, hardware_id: str, info: Dic
         "max_frames_behind": report["max_frames_behind"],
         "motion_inlier_fraction": report["motion_inlier_fraction"],
     }
+    values.update({k: v for k, v in report.items() if k.startswith("path_")})
     values.update(info)
     return DiagnosticStatus(level=level, name=name, message=message, hardware_id=hardware_id,
                             values=[KeyValue(key=k, value=_fmt(v)) for k, v in values.items()])

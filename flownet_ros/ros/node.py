@@ -47,6 +47,7 @@ except ImportError:  # Humble
     from rclpy.qos_event import SubscriptionEventCallbacks
 
 from flownet_ros.flow.motion import intrinsics_from_k
+from flownet_ros.inference.base import Estimator
 from flownet_ros.inference.factory import EstimatorSpec, build_estimator
 from flownet_ros.inference.runtime import keep_frame_buffers_in_heap, set_cpu_threads
 from flownet_ros.models.checkpoint import CheckpointError
@@ -88,12 +89,19 @@ def inference_size(cfg: Dict[str, Any]):
 
 
 def estimator_spec(cfg: Dict[str, Any]) -> EstimatorSpec:
-    """The estimator the node's parameters describe (refinement only with the network)."""
-    return EstimatorSpec(backend=cfg["backend"], checkpoint=cfg["checkpoint"], device=cfg["device"],
-                         precision=cfg["precision"], inference_size=inference_size(cfg),
-                         refine=cfg["refine"] if cfg["backend"] == "flownet" else "none",
-                         dis_preset=cfg["dis_preset"],
-                         bidirectional=bool(cfg["bidirectional"]) and cfg["backend"] == "flownet")
+    """The estimator the node's parameters describe (settings its backend does not use are dropped)."""
+    return EstimatorSpec.applicable(backend=cfg["backend"], checkpoint=cfg["checkpoint"], device=cfg["device"],
+                                    precision=cfg["precision"], inference_size=inference_size(cfg),
+                                    refine=cfg["refine"], dis_preset=cfg["dis_preset"],
+                                    bidirectional=bool(cfg["bidirectional"]),
+                                    network_threshold=float(cfg["network_threshold"]))
+
+
+def runtime_settings(estimator: Estimator, cfg: Dict[str, Any]) -> Dict[str, Any]:
+    """The run-time parameters the estimator takes (``Estimator.configure``), from the node's parameters."""
+    values = {"inference_size": inference_size(cfg), "bidirectional": bool(cfg["bidirectional"]),
+              "network_threshold": float(cfg["network_threshold"])}
+    return {k: v for k, v in values.items() if k in estimator.runtime_settings}
 
 
 @dataclass
@@ -125,7 +133,8 @@ class FlowNode(Node):
         if bad:
             raise ValueError(f"invalid parameters: {bad}")
         self.cpu_threads = set_cpu_threads(self.cfg["threads"])
-        self.estimator = build_estimator(estimator_spec(self.cfg))
+        self.spec = estimator_spec(self.cfg)
+        self.estimator = build_estimator(self.spec)
         self.stats = FlowStats()
         self.settings = PipelineSettings(self.cfg["publish_color"], self.cfg["color_max_flow"],
                                          self.cfg["publish_motion"], self.cfg["motion_threshold"])
@@ -264,14 +273,11 @@ class FlowNode(Node):
         s.publish_color, s.color_max_flow = self.cfg["publish_color"], self.cfg["color_max_flow"]
         s.publish_motion, s.motion_threshold = self.cfg["publish_motion"], self.cfg["motion_threshold"]
         self.pairer.max_gap_s = self.cfg["max_frame_gap"]
-        network = getattr(self.estimator, "base", self.estimator)  # a refined network's own settings
-        if self.cfg["backend"] == "flownet":
-            network.inference_size = inference_size(self.cfg)
-            network.bidirectional = bool(self.cfg["bidirectional"])
+        self.estimator.configure(**runtime_settings(self.estimator, self.cfg))
 
     def _publish_diagnostics(self) -> None:
-        info = {"backend": self.cfg["backend"], "refine": self.cfg["refine"] if self.cfg["backend"] == "flownet"
-                else "none", "device": self.estimator.device, "model": self.estimator.description,
+        info = {"backend": self.spec.backend, "refine": self.spec.refine, "device": self.estimator.device,
+                "model": self.estimator.description,
                 "input_topic": self.input_topic, "queue_depth": str(len(self.queue)),
                 "cpu_threads": str(self.cpu_threads), "max_pixels": str(self.cfg["max_pixels"])}
         status = make_status(self.stats.report(), f"{self.get_fully_qualified_name()}: optical flow",
@@ -284,7 +290,7 @@ class FlowNode(Node):
         """Load the correlation extension, then let the images in; when it must be compiled (no prebuilt
         library, e.g. no compiler at install time), say so in the log and diagnostics meanwhile."""
         try:
-            if self.cfg["backend"] == "flownet":
+            if self.spec.backend_info.network:
                 self._load_correlation()
         finally:
             self.starting = None
@@ -372,6 +378,7 @@ class FlowNode(Node):
         self.pub_pair.publish(TimeReference(header=header, time_ref=r.older.header.stamp, source="previous_frame"))
         latency = (self.get_clock().now().nanoseconds - r.newer.stamp_ns) * 1e-9
         self.stats.output(latency, r.inference_s, r.motion.fit.inlier_fraction if r.motion else None)
+        self.stats.flow_path(r.info)
 
     def _on_reset(self, reason: str) -> None:
         if reason != FramePairer.FIRST:

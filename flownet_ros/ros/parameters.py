@@ -13,13 +13,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Optional
 
+from flownet_ros.inference.backends import BACKENDS, NODE_BACKENDS
 from flownet_ros.inference.classic import DIS_PRESETS
+from flownet_ros.inference.factory import EstimatorSpec
 from flownet_ros.inference.preprocess import AUTO_MAX_SIDE
 from flownet_ros.inference.refine import REFINEMENTS
 from flownet_ros.inference.runtime import PRECISIONS
 from flownet_ros.ros.limits import DEFAULT_MAX_PIXELS, MAX_SIDE
 
-BACKENDS = ("flownet", "dis")
+SPEC = EstimatorSpec()  # the estimator defaults: the node runs what the tools run by default
 TRANSPORTS = ("raw", "compressed")
 RELIABILITIES = ("best_effort", "reliable")
 DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
@@ -39,21 +41,24 @@ class ParamSpec:
 
 
 PARAMS = (
-    ParamSpec("backend", "flownet", "Flow backend: 'flownet' (FlowNetC checkpoint) or 'dis' (OpenCV DIS, CPU, no "
-              "model).", True, BACKENDS),
-    ParamSpec("checkpoint", "", "FlowNet checkpoint file; '' = the shipped model (flownetc_cuda.pt on CUDA when "
-              "present, else flownetc_cpu.pt).", True),
-    ParamSpec("device", "auto", "Torch device: auto (CUDA if available), cpu, cuda or cuda:N.", True),
-    ParamSpec("precision", "fp32", "Inference precision on CUDA: fp32, fp16 or bf16 (CPU always fp32).", True,
+    ParamSpec("backend", SPEC.backend, "Flow backend: " + "; ".join(f"'{n}' ({BACKENDS[n].summary})"
+                                                                    for n in NODE_BACKENDS) + ".", True, NODE_BACKENDS),
+    ParamSpec("checkpoint", SPEC.checkpoint, "FlowNet checkpoint file; '' = the shipped model (flownetc_cuda.pt on "
+              "CUDA when present, else flownetc_cpu.pt).", True),
+    ParamSpec("device", SPEC.device, "Torch device: auto (CUDA if available), cpu, cuda or cuda:N.", True),
+    ParamSpec("precision", SPEC.precision, "Inference precision on CUDA: fp32, fp16 or bf16 (CPU always fp32).", True,
               tuple(PRECISIONS)),
-    ParamSpec("refine", "dis", "Refinement of the network's flow at full resolution: none, variational "
+    ParamSpec("refine", SPEC.refine, "Refinement of the network's flow at full resolution: none, variational "
               "(OpenCV variational refinement, the paper's +v) or dis (DIS seeded by the network, preset "
               "dis_preset).", True, REFINEMENTS),
-    ParamSpec("bidirectional", False, "Run the network both ways (img1->img2 and img2->img1, one batch) and "
-              "average the two flows: cancels the network's direction-independent bias (small motions); the "
+    ParamSpec("bidirectional", SPEC.bidirectional, "Run the network both ways (img1->img2 and img2->img1, one "
+              "batch) and average the two flows: cancels the network's direction-independent bias (small motions); the "
               "network takes about 1.5x as long (one batch of two pairs). Best with refine none."),
-    ParamSpec("dis_preset", "medium", "OpenCV DIS preset (backend dis and refine dis): ultrafast, fast or medium.",
-              True, tuple(DIS_PRESETS)),
+    ParamSpec("network_threshold", SPEC.network_threshold, "Backend adaptive: the DIS failure score (photometric "
+              "error of DIS's flow relative to the image gradient, see docs/node.md) above which the network runs "
+              "on a pair; 0 = the network on every pair, large = DIS only.", float_range=(0.0, 100.0)),
+    ParamSpec("dis_preset", SPEC.dis_preset, "OpenCV DIS preset (backend dis and refine dis): ultrafast, fast "
+              "or medium.", True, tuple(DIS_PRESETS)),
     ParamSpec("inference_height", 0, "Network input height, a multiple of 64 (0 = automatic: the input scaled "
               f"to at most {AUTO_MAX_SIDE} px on its longer side, rounded to 64). Used only when inference_width "
               "is also > 0; height x width at most max_pixels.", int_range=(0, MAX_SIDE, 64)),

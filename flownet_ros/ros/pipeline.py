@@ -9,8 +9,8 @@ nobody listens, no colour coding or motion fit when nobody wants those.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from typing import Callable, Optional
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Optional
 
 import numpy as np
 
@@ -51,6 +51,7 @@ class FlowResult:
     color: Optional[np.ndarray]  # HxWx3 uint8 RGB, None when not wanted
     motion: Optional[GlobalMotion]  # None when not wanted or dt <= 0
     inference_s: float  # flow computation time (preparation of the newer frame included)
+    info: Dict[str, Any] = field(default_factory=dict)  # the estimator's account (adaptive: which path ran)
 
     @property
     def dt(self) -> float:
@@ -89,7 +90,8 @@ class FlowPipeline:
         if first is None:  # the previous frame arrived while nobody listened
             first = self.estimator.prepare(prev.image, "rgb")
         flow = self.estimator.flow(first, frame.cache[PREPARED])
-        result = FlowResult(prev, frame, flow, None, None, time.perf_counter() - t0)
+        result = FlowResult(prev, frame, flow, None, None, time.perf_counter() - t0,
+                            self.estimator.last_flow_info())
         s = self.settings
         if s.publish_color and wanted.color:
             result.color = flow_to_color(flow, s.color_max_flow if s.color_max_flow > 0 else None)
