@@ -50,10 +50,13 @@ def test_node_choices_and_baselines_come_from_the_registry():
 
 
 def test_runtime_settings_go_through_configure():
-    net = build_estimator(estimator_spec(dict(DEFAULTS, device="cpu")))  # refined network
-    cfg = dict(DEFAULTS, inference_height=128, inference_width=192, bidirectional=True)
+    cfg = dict(DEFAULTS, inference_height=128, inference_width=192, bidirectional=True, network_threshold=2.5)
+    net = build_estimator(estimator_spec(dict(DEFAULTS, backend="flownet", device="cpu")))  # refined network
     net.configure(**runtime_settings(net, cfg))
     assert net.base.inference_size == (128, 192) and net.base.bidirectional is True
+    adaptive = build_estimator(estimator_spec(dict(DEFAULTS, backend="adaptive", device="cpu")))
+    adaptive.configure(**runtime_settings(adaptive, cfg))
+    assert adaptive.network_threshold == 2.5 and adaptive.network.inference_size == (128, 192)
     dis = build_estimator(estimator_spec(dict(DEFAULTS, backend="dis")))
     assert runtime_settings(dis, cfg) == {}
     with pytest.raises(ValueError, match="no run-time setting inference_size"):
@@ -94,10 +97,13 @@ def test_tool_options_default_to_what_the_node_runs():
     args = many.parse_args([])
     args.checkpoint = [""]
     assert specs_from_args(args) == [node]
-    args = many.parse_args(["--checkpoint", "a.pt", "--refine", "none", "dis", "--dis-preset", "fast", "medium",
+    args = many.parse_args(["--backend", "flownet", "--checkpoint", "a.pt", "--refine", "none", "dis", "--dis-preset", "fast", "medium",
                             "--directions", "forward", "both", "--inference-size", "auto", "128x192"])
     names = [s.name for s in specs_from_args(args)]
     assert len(names) == 12 == len(set(names))  # presets multiply only the DIS refinement
     assert "a.pt-bi@128x192+dis-fast" in names and "a.pt" in names
+    args = many.parse_args(["--backend", "adaptive", "flownet", "--checkpoint", "", "--network-threshold", "1", "2"])
+    names = [s.name for s in specs_from_args(args)]  # thresholds multiply only the adaptive backend
+    assert names == ["adaptive:flownet+dis-medium", "adaptive:flownet>2+dis-medium", "flownet+dis-medium"]
     with pytest.raises(SystemExit):
         many.parse_args(["--inference-size", "128by192"])

@@ -48,10 +48,13 @@ def test_wrong_function_is_not_timed(capsys):
 def test_estimator_bench_runs():
     text = run_bench("estimator", "--height", "64", "--width", "96", "--inference-size", "64x64", "auto",
                      "--refine", "none", "variational", "dis", "--directions", "forward", "both",
+                     "--backend", "flownet", "adaptive",
                      "--device", "cpu", "--repeat", "1")
     assert "| step" in text and "DIS medium (alone)" in text and " bidirectional [cpu, fp32] | 64x64 |" in text
-    for row in ("refine variational", "refine dis (medium)", "node path (refine none)", "node path (refine dis)"):
+    for row in ("refine variational", "refine dis (medium)", "node path (flownet, refine none)",
+                "node path (flownet, refine dis)"):
         assert f"| {row} |" in text, text
+    assert "| node path (adaptive, refine dis: dis path) |" in text or "(adaptive, refine dis: network path)" in text
 
 
 def test_generator_bench_runs(tmp_path):

@@ -44,7 +44,8 @@ def by_method(path):
 def test_generated_with_models_and_baselines(tmp_path, checkpoints, capsys):
     own, public = checkpoints
     out = tmp_path / "eval.json"
-    rc = evaluate_main(["--checkpoint", str(own), "--checkpoint", str(public), "--refine", "none", "dis",
+    rc = evaluate_main(["--backend", "flownet", "--checkpoint", str(own), "--checkpoint", str(public),
+                        "--refine", "none", "dis",
                         "--baseline", "zero", "farneback", "dis-medium", "--dataset", "generated", "--count", "3",
                         "--seed", "5", "--size", "64", "96", "--arg", "photos=skimage", "--device", "cpu",
                         "--json", str(out), "--no-progress"])
@@ -73,9 +74,10 @@ def test_checkpoints_of_one_file_name_get_distinct_labels(tmp_path):
     from flownet_ros.evaluation.evaluate import method_labels
     from flownet_ros.inference import EstimatorSpec
 
-    a = EstimatorSpec(checkpoint="runs/a/final.pt", refine="none")
-    b = EstimatorSpec(checkpoint="runs/b/final.pt", refine="dis")
-    specs = [a, EstimatorSpec(checkpoint="runs/b/final.pt", refine="none"), b, EstimatorSpec(backend="zero")]
+    a = EstimatorSpec(backend="flownet", checkpoint="runs/a/final.pt", refine="none")
+    b = EstimatorSpec(backend="flownet", checkpoint="runs/b/final.pt", refine="dis")
+    specs = [a, EstimatorSpec(backend="flownet", checkpoint="runs/b/final.pt", refine="none"), b,
+             EstimatorSpec(backend="zero")]
     assert method_labels(specs) == ["runs/a/final.pt", "runs/b/final.pt", "runs/b/final.pt+dis-medium", "zero"]
     with pytest.raises(SystemExit, match="the same method twice: final.pt"):
         method_labels([a, a])

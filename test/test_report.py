@@ -134,7 +134,7 @@ def test_offline_mode_and_dis_baseline(sample, tmp_path):
     torch.manual_seed(0)
     spec = ModelSpec(width=0.125)
     save_checkpoint(tmp_path / "tiny.pt", spec.build(), spec)
-    spec = EstimatorSpec(checkpoint=str(tmp_path / "tiny.pt"), device="cpu", refine="none")
+    spec = EstimatorSpec(backend="flownet", checkpoint=str(tmp_path / "tiny.pt"), device="cpu", refine="none")
     rep = evaluate(ReportOptions(input_bag=bag, out_dir=tmp_path / "rep", estimator=spec, baselines=("dis-medium",),
                                  progress=False))
     assert rep["mode"] == "offline" and "width 0.125" in rep["estimator"]
@@ -146,9 +146,20 @@ def test_offline_mode_and_dis_baseline(sample, tmp_path):
     assert dis["epe"] < zero["epe"]  # DIS does track the synthetic motion
     assert "dis" in dis["method"] and (tmp_path / "rep" / "strip.png").is_file()
     # the same from the command line, the network run both ways
-    assert main([str(bag), "--offline", "--checkpoint", str(tmp_path / "tiny.pt"), "--device", "cpu",
-                 "--refine", "none", "--bidirectional", "--out", str(tmp_path / "cli"), "--quiet"]) == 0
+    assert main([str(bag), "--offline", "--backend", "flownet", "--checkpoint", str(tmp_path / "tiny.pt"),
+                 "--device", "cpu", "--refine", "none", "--bidirectional", "--out", str(tmp_path / "cli"),
+                 "--quiet"]) == 0
     assert "bidirectional" in json.loads((tmp_path / "cli" / "report.json").read_text())["estimator"]
+
+
+def test_offline_default_is_the_nodes_adaptive_path_reported_per_frame(sample, tmp_path):
+    bag, _, _ = sample
+    assert main([str(bag), "--offline", "--device", "cpu", "--out", str(tmp_path / "rep"), "--quiet"]) == 0
+    rep = json.loads((tmp_path / "rep" / "report.json").read_text())
+    assert rep["summary"][0]["method"].startswith("adaptive:flownet+dis-medium")
+    paths = [f["path"] for f in rep["per_frame"]]
+    assert len(paths) == N - 1 and set(paths) <= {"dis", "network"}
+    assert f"of {N - 1}" in (tmp_path / "rep" / "report.md").read_text()
 
 
 def test_cli_errors_name_the_bag(sample, tmp_path, capsys):

@@ -46,9 +46,11 @@ def photo_scores(shipped):
     node = build_estimator(estimator_spec(dict(DEFAULTS, device="cpu")))
     dis = build_estimator(EstimatorSpec(backend="dis", dis_preset="medium"))
     zero = build_estimator(EstimatorSpec(backend="zero"))
-    both_ways = build_estimator(EstimatorSpec(device="cpu", bidirectional=True))
-    labels = ["network", "bidirectional", "node", "zero", "dis"]
-    result = run([shipped, both_ways, node, zero, dis], labels, RealImagePairs(groups=["photos"]), progress=False)
+    both_ways = build_estimator(EstimatorSpec(backend="flownet", refine="none", device="cpu", bidirectional=True))
+    always = build_estimator(EstimatorSpec(backend="flownet", device="cpu"))
+    labels = ["network", "bidirectional", "node", "always_network", "zero", "dis"]
+    result = run([shipped, both_ways, node, always, zero, dis], labels, RealImagePairs(groups=["photos"]),
+                 progress=False)
     return dict(zip(labels, summaries(result)["all"]))
 
 
@@ -59,6 +61,13 @@ def test_node_defaults_beat_zero_flow_at_every_magnitude_and_dis_overall(photo_s
     for label, value in node["epe_bins"].items():
         assert value < zero["epe_bins"][label], (label, node["epe_bins"], zero["epe_bins"])
     assert node["epe"] < dis["epe"], (node["epe"], dis["epe"])
+
+
+def test_adaptive_default_is_as_accurate_as_the_network_on_every_pair(photo_scores):
+    """Issue 19: the default (adaptive: DIS first, the network only where DIS's flow fails its check) is no
+    worse overall than running the network + DIS on every pair (measured: 0.742 vs 0.766 px on these pairs)."""
+    node, always = photo_scores["node"], photo_scores["always_network"]
+    assert node["epe"] <= 1.03 * always["epe"], (node["epe"], always["epe"])
 
 
 def test_raw_network_beats_zero_flow_above_5px(photo_scores):

@@ -10,8 +10,9 @@ On a 640x480 generated pair (real photos, ``--photos skimage`` needs no download
   copy to the host) at each network size (``auto`` = the estimator's automatic size); ``bidirectional``
   (with ``--directions both``): the same run both ways in one batch and averaged, at the first size;
 * ``refine <name>``: the refinement alone, on the network's flow;
-* ``node path (refine <name>)``: what the node does per frame in steady state: prepare the new frame,
-  flow (+ refinement), colour coding and the motion fit (``FlowPipeline.process``).
+* ``node path (<backend>, refine <name>)``: what the node does per frame in steady state: prepare the new
+  frame, flow (+ refinement), colour coding and the motion fit (``FlowPipeline.process``), for every
+  ``--backend`` (``flownet adaptive``; the adaptive row names the path its check chose for this pair).
 """
 
 from __future__ import annotations
@@ -74,16 +75,17 @@ def _refine_rows(net, img1, img2, args) -> List[Tuple[str, str, float]]:
 
 
 def _node_path_rows(img1, img2, args) -> List[Tuple[str, str, float]]:
-    """FlowPipeline.process on alternating frames: one preparation, flow, refinement, colour and motion."""
+    """FlowPipeline.process on alternating frames: one preparation, flow, refinement, colour and motion, for
+    every --backend x --refine (the adaptive backend's row says which path this pair took)."""
     from flownet_ros.inference.factory import EstimatorSpec, build_estimator
     from flownet_ros.ros.pairing import Frame, FramePairer
     from flownet_ros.ros.pipeline import FlowPipeline
 
     rows = []
-    for name in args.refine:
-        est = build_estimator(EstimatorSpec(checkpoint=args.checkpoint[0], device=args.device, precision=args.precision,
-                                            inference_size=args.inference_size[0], refine=name,
-                                            dis_preset=args.dis_preset[0]))
+    for backend, name in itertools.product(args.backend, args.refine):
+        est = build_estimator(EstimatorSpec(backend=backend, checkpoint=args.checkpoint[0], device=args.device,
+                                            precision=args.precision, inference_size=args.inference_size[0],
+                                            refine=name, dis_preset=args.dis_preset[0]))
         pipe = FlowPipeline(est, FramePairer(0.0))
         frames = itertools.count()
 
@@ -92,8 +94,11 @@ def _node_path_rows(img1, img2, args) -> List[Tuple[str, str, float]]:
             pipe.process(Frame(img2 if k % 2 else img1, k * 33_333_333, None, "rgb8"))
 
         step()
-        rows.append((f"node path (refine {name})", "auto" if args.inference_size[0] is None else "x".join(
-            map(str, args.inference_size[0])), median(time_ms(step, "cpu", warmup=2, repeat=args.repeat))))
+        ms = median(time_ms(step, "cpu", warmup=2, repeat=args.repeat))
+        path = est.last_flow_info().get("path")
+        label = f"node path ({backend}, refine {name}{f': {path} path' if path else ''})"
+        rows.append((label, "auto" if args.inference_size[0] is None else "x".join(map(str, args.inference_size[0])),
+                     ms))
     return rows
 
 

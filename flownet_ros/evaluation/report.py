@@ -84,12 +84,14 @@ class _Run:
         self.per_frame: List[Dict[str, Any]] = []
         self.cache: "OrderedDict[int, np.ndarray]" = OrderedDict()
         self.spanning = 0
+        self.path: Optional[str] = None
 
     def _main_flow(self, prev_stamp: int, stamp: int, img: np.ndarray) -> Tuple[Optional[np.ndarray], int]:
         """The method under test's flow for the pair ending at ``stamp`` (None: no output) and its older stamp."""
         if self.offline:
             flow, ms = _timed(self.estimator, self.cache[prev_stamp], img)
             self.main.add(latency_ms=ms)
+            self.path = self.estimator.last_flow_info().get("path")  # adaptive backend: which path ran
             return flow, prev_stamp
         got = self.src.node_flow(stamp, img.shape[:2])
         if got is None:
@@ -133,6 +135,8 @@ class _Run:
 
     def _record(self, k, stamp, older, img, flow, gt, other_flows) -> None:
         rec = {"index": k, "stamp_ns": stamp, "older_stamp_ns": older}
+        if self.path:
+            rec["path"] = self.path
         rec.update({key: s.last() for key, s in self.columns()})
         self.per_frame.append(rec)
         if k in self.strip_at:
@@ -285,6 +289,10 @@ def _notes(report: Dict[str, Any]) -> List[str]:
                      "consecutive (frames dropped in between); EPE is not scored for those")
     if report.get("outputs_without_input"):
         notes.append(f"- {report['outputs_without_input']} flow output(s) had no matching input frame stamp")
+    paths = [f["path"] for f in report.get("per_frame", []) if f.get("path")]
+    if paths:
+        counts = ", ".join(f"{p} {paths.count(p)}" for p in sorted(set(paths)))
+        notes.append(f"- path per pair (adaptive backend; per frame in report.json): {counts} of {len(paths)}")
     skipped = report.get("records_skipped") or []
     if skipped:
         notes.append(f"- {len(skipped)} camera record(s) skipped: the node refuses them (first: record "

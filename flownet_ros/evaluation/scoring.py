@@ -124,6 +124,7 @@ def summarize(series: Series, pairs: Optional[np.ndarray] = None) -> Dict[str, A
         "epe_bins": {label: _pooled(bins_err[:, k], bins_n[:, k]) for k, label in enumerate(BIN_LABELS)},
         "photometric_error": _stat([s.photometric for s in chosen], np.mean),
         "latency_ms_median": _stat(series.latency_ms, np.median),
+        "latency_ms_mean": _stat(series.latency_ms, np.mean),
         "latency_ms_p95": _stat(series.latency_ms, lambda v: np.percentile(v, 95)),
         "latency_ms_max": _stat(series.latency_ms, np.max),
     }

@@ -23,28 +23,47 @@ from flownet_ros.inference.base import Estimator
 from flownet_ros.inference.classic import create_dis, dis_flow, to_grey
 from flownet_ros.inference.refine import Refiner
 
-#: default of ``network_threshold``: chosen on warped training photos (docs/evaluation.md, adaptive backend)
-NETWORK_THRESHOLD = 0.5
+#: default of ``network_threshold`` (the score is scaled so that 1 is the boundary): chosen on warped
+#: training photos, not on the evaluation set (docs/evaluation.md, "Adaptive backend")
+NETWORK_THRESHOLD = 1.0
+#: photometric ratio and flow spread at which DIS's flow counts as failed (each alone reaches score 1)
+RESIDUAL_RATIO_LIMIT = 0.5
+SPREAD_LIMIT = 0.7
 _GRADIENT_FLOOR = 4.0  # grey levels per pixel added to the gradient: flat areas do not divide by ~0
 
 
+def residual_ratio(grey1: np.ndarray, grey2: np.ndarray, flow: np.ndarray) -> float:
+    """Mean over pixels whose target stays in the image of |grey1 - grey2 warped back by flow| /
+    (|grad grey1| + 4) (dimensionless; ~0.1-0.4 for a right flow on textured photos, > 1 for a wrong match;
+    10.0 when every target leaves the image). Frames HxW uint8, flow HxWx2 px."""
+    inside = inside_mask(flow)
+    if not inside.any():
+        return 10.0
+    residual = np.abs(warp_backward(grey2, flow) - grey1.astype(np.float32))
+    gx = cv2.Sobel(grey1, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(grey1, cv2.CV_32F, 0, 1, ksize=3)
+    gradient = cv2.magnitude(gx, gy) * np.float32(1 / 8)  # Sobel 3x3 weights sum to 8 per unit step
+    return float((residual / (gradient + _GRADIENT_FLOOR))[inside].mean(dtype=np.float64))
+
+
+def flow_spread(flow: np.ndarray) -> float:
+    """(95th percentile - median) of |flow| / (median + 2 px): a few wild vectors in a calm field (DIS in
+    textureless areas) or a field torn apart (a wrong match on part of the image) give > 0.7; a camera motion
+    gives 0.1-0.5."""
+    magnitude = cv2.magnitude(flow[..., 0], flow[..., 1]).ravel()
+    median, p95 = np.percentile(magnitude, [50, 95])
+    return float((p95 - median) / (median + 2.0))
+
+
 def dis_failure_score(grey1: np.ndarray, grey2: np.ndarray, flow: np.ndarray) -> float:
-    """How badly ``flow`` (HxWx2 px, grey1 -> grey2) explains the frames: the mean over pixels that stay in
-    the image of |grey1 - grey2 warped back| / (|grad grey1| + 4), on half-resolution frames (dimensionless;
-    ~0.1-0.4 for a right flow on textured photos, > 1 for a wrong match). 10.0 when every target leaves the
-    image."""
+    """How likely DIS's ``flow`` (HxWx2 px, grey1 -> grey2) is wrong: max(residual_ratio / 0.5,
+    flow_spread / 0.7) on half-resolution frames (a few ms at VGA); 1 is the boundary."""
     size = (max(1, grey1.shape[1] // 2), max(1, grey1.shape[0] // 2))
     g1 = cv2.resize(grey1, size, interpolation=cv2.INTER_AREA)
     g2 = cv2.resize(grey2, size, interpolation=cv2.INTER_AREA)
-    f = cv2.resize(flow, size, interpolation=cv2.INTER_AREA) * np.float32(0.5)
-    inside = inside_mask(f)
-    if not inside.any():
-        return 10.0
-    residual = np.abs(warp_backward(g2, f) - g1.astype(np.float32))
-    gx = cv2.Sobel(g1, cv2.CV_32F, 1, 0, ksize=3)
-    gy = cv2.Sobel(g1, cv2.CV_32F, 0, 1, ksize=3)
-    gradient = cv2.magnitude(gx, gy) * np.float32(1 / 8)  # Sobel 3x3 weights sum to 8 per unit step
-    return float((residual / (gradient + _GRADIENT_FLOOR))[inside].mean(dtype=np.float64))
+    small = cv2.resize(flow, size, interpolation=cv2.INTER_AREA)  # still in full-resolution pixels
+    return max(residual_ratio(g1, g2, small * np.float32(0.5)) / RESIDUAL_RATIO_LIMIT,
+               flow_spread(small) / SPREAD_LIMIT)
 
 
 @dataclass

@@ -33,7 +33,7 @@ class EstimatorSpec:
     network_threshold: adaptive backend: DIS failure score above which the network runs (0 = every pair).
     """
 
-    backend: str = "flownet"
+    backend: str = "adaptive"
     checkpoint: str = ""
     device: str = "auto"
     precision: str = "fp32"
