@@ -39,7 +39,7 @@ step "export fp16"
 step "evaluate on the real-image set, next to the CPU model, DIS and zero flow"
 device=$("$PY" -c "import torch; print('cuda' if torch.cuda.is_available() else 'cpu')")
 # shellcheck disable=SC2086
-"$PY" -m flownet_ros.evaluation.evaluate --dataset real --checkpoint "$RUN/flownetc_cuda.pt" \
+"$PY" -m flownet_ros.evaluation.evaluate --dataset real --backend flownet --checkpoint "$RUN/flownetc_cuda.pt" \
     --checkpoint models/flownetc_cpu.pt --refine none dis --baseline zero dis-medium --device "$device" \
     --json "$OUT/eval.json" --no-progress ${GPU_TRAIN_EVAL:-} 2>&1 | tee -a "$OUT/train.log"
 
