@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from sensor_msgs.msg import CompressedImage, Image
 
-from flownet_ros.ros.conversions import (
+from flownet_ros.imaging.decode import (
     SUPPORTED_ENCODINGS,
     ImageConversionError,
     array_to_image_msg,
@@ -236,3 +236,15 @@ def test_rgb_output_and_header():
     np.testing.assert_array_equal(image_msg_to_array(msg), rgb)
     with pytest.raises(ValueError, match="HxWx3"):
         array_to_image_msg(np.zeros((H, W, 2), np.uint8), "rgb8")
+
+
+def test_imaging_imports_no_ros():
+    """The bag tools and benchmarks decode images through flownet_ros.imaging without loading ROS."""
+    import subprocess
+    import sys
+
+    code = ("import sys, flownet_ros.imaging.decode, flownet_ros.imaging.limits, flownet_ros.evaluation.bagio; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('rclpy', 'sensor_msgs') "
+            "or m.startswith('flownet_ros.ros')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

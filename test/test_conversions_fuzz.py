@@ -10,14 +10,14 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flownet_ros.ros.conversions import (
+from flownet_ros.imaging.decode import (
     SUPPORTED_ENCODINGS,
     ImageConversionError,
     check_raw,
     compressed_to_rgb,
     raw_to_rgb,
 )
-from flownet_ros.ros.limits import MAX_ASPECT, MIN_SIDE, FrameSizeError
+from flownet_ros.imaging.limits import MAX_ASPECT, MIN_SIDE, FrameSizeError
 from flownet_ros.ros.pairing import Frame, FramePairer
 
 DOCUMENTED = (ImageConversionError, FrameSizeError)
@@ -118,7 +118,7 @@ def test_pairing_always_answers(sequence, max_gap):
 
 
 def test_each_size_limit_says_which_it_is():
-    from flownet_ros.ros.limits import check_frame_size
+    from flownet_ros.imaging.limits import check_frame_size
 
     cases = {(65536, 1): "too small", (4096, 16): "too thin", (20000, 20000): "too large",
              (2000, 2000): "4000000 pixels exceeds max_pixels (3000000)"}

@@ -22,8 +22,8 @@ from flownet_ros.evaluation.report import ReportOptions, evaluate, main
 from flownet_ros.evaluation.sample_bag import GT_TOPIC, IMAGE_TOPIC, write_sample_bag
 from flownet_ros.flow.metrics import epe
 from flownet_ros.flow.warping import photometric_error
+from flownet_ros.imaging.decode import image_msg_to_flow, image_msg_to_rgb
 from flownet_ros.inference.factory import EstimatorSpec
-from flownet_ros.ros.conversions import image_msg_to_flow, image_msg_to_rgb
 
 N = 6
 FLOW = "/flownet/flow"

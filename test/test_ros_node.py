@@ -31,8 +31,8 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, TimeReference
 
 from flownet_ros.flow.colour import flow_to_color
 from flownet_ros.flow.motion import fit_motion, intrinsics_from_k
+from flownet_ros.imaging.decode import image_msg_to_array, image_msg_to_flow
 from flownet_ros.models import ModelSpec, build_model, save_checkpoint
-from flownet_ros.ros.conversions import image_msg_to_array, image_msg_to_flow
 from flownet_ros.ros.diagnostics import status_values
 
 REPO = Path(__file__).resolve().parents[1]

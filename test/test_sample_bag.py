@@ -6,7 +6,7 @@ import pytest
 from flownet_ros.evaluation.bagio import BagReader, BagWriter, select_flow_topic, select_image_topic
 from flownet_ros.evaluation.sample_bag import GT_TOPIC, IMAGE_TOPIC, START_NS, SceneSequence, main, write_sample_bag
 from flownet_ros.flow.warping import photometric_error
-from flownet_ros.ros.conversions import image_msg_to_flow, image_msg_to_rgb
+from flownet_ros.imaging.decode import image_msg_to_flow, image_msg_to_rgb
 
 
 def test_sequence_is_coherent_and_ground_truth_explains_motion():

@@ -15,6 +15,15 @@ from rosbags.highlevel import AnyReader
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 
+from flownet_ros.imaging.decode import (
+    SUPPORTED_ENCODINGS,
+    check_raw,
+    compressed_msg_to_rgb,
+    image_msg_to_flow,
+    image_msg_to_rgb,
+)
+from flownet_ros.imaging.limits import DEFAULT_MAX_PIXELS
+
 IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED = "sensor_msgs/msg/CompressedImage"
 IMAGE_TYPES = (IMAGE, COMPRESSED)
@@ -211,9 +220,7 @@ def image_topics(bag: BagReader) -> Dict[str, str]:
 
 
 def _is_camera(encoding: str) -> bool:
-    """'' = CompressedImage; raw encodings must be readable by the node's conversions."""
-    from flownet_ros.ros.conversions import SUPPORTED_ENCODINGS
-
+    """'' = CompressedImage; raw encodings must be readable by the node's decoding (flownet_ros.imaging)."""
     return encoding == "" or (encoding in SUPPORTED_ENCODINGS
                               and not encoding.upper().startswith(NON_CAMERA_ENCODINGS))
 
@@ -231,8 +238,6 @@ def select_image_topic(bag: BagReader, topic: Optional[str] = None) -> Tuple[str
         if bag.topics[topic] not in IMAGE_TYPES:
             raise BagError(f"topic {topic!r} in bag {bag.path} has type {bag.topics[topic]}, expected "
                            f"sensor_msgs/msg/Image or sensor_msgs/msg/CompressedImage; image topics: {listing}")
-        from flownet_ros.ros.conversions import SUPPORTED_ENCODINGS
-
         enc = images[topic]
         if enc and enc not in SUPPORTED_ENCODINGS:
             raise BagError(f"topic {topic!r} in bag {bag.path} has encoding {enc!r}, not a camera image "
@@ -365,9 +370,6 @@ def decode_image(msg: Any, max_pixels: Optional[int] = None):
     """sensor_msgs Image or CompressedImage (rosbags or rclpy) -> HxWx3 uint8 RGB via the node's
     conversions and size limits (``max_pixels`` None = the node's default). ValueError (naming the
     problem) when the node would refuse the message."""
-    from flownet_ros.ros.conversions import check_raw, compressed_msg_to_rgb, image_msg_to_rgb
-    from flownet_ros.ros.limits import DEFAULT_MAX_PIXELS
-
     limit = DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
     if hasattr(msg, "format"):
         img = compressed_msg_to_rgb(msg, limit)
@@ -379,6 +381,4 @@ def decode_image(msg: Any, max_pixels: Optional[int] = None):
 
 def decode_flow(msg: Any):
     """A 32FC2 Image (rosbags or rclpy) -> HxWx2 float32 flow (NaN kept)."""
-    from flownet_ros.ros.conversions import image_msg_to_flow
-
     return image_msg_to_flow(msg)

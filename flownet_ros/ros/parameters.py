@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Optional
 
+from flownet_ros.imaging.limits import DEFAULT_MAX_PIXELS, MAX_SIDE
 from flownet_ros.inference.backends import BACKENDS, NODE_BACKENDS
 from flownet_ros.inference.classic import DIS_PRESETS
 from flownet_ros.inference.factory import EstimatorSpec
 from flownet_ros.inference.preprocess import AUTO_MAX_SIDE
 from flownet_ros.inference.refine import REFINEMENTS
 from flownet_ros.inference.runtime import PRECISIONS
-from flownet_ros.ros.limits import DEFAULT_MAX_PIXELS, MAX_SIDE
 
 SPEC = EstimatorSpec()  # the estimator defaults: the node runs what the tools run by default
 TRANSPORTS = ("raw", "compressed")

@@ -1,12 +1,14 @@
-"""sensor_msgs image <-> numpy conversions without cv_bridge (which is broken with NumPy 2).
+"""Image decoding without ROS (and without cv_bridge, which is broken with NumPy 2).
 
 Every input conversion returns an HxWx3 uint8 RGB array (what the flow estimators take) or raises
-:class:`ImageConversionError` (a ValueError) saying what is wrong with the message, or
-:class:`flownet_ros.ros.limits.FrameSizeError` (a ValueError) for a frame beyond the size limits. Output
-conversions build ``sensor_msgs/Image`` messages (``32FC2`` flow, ``rgb8`` colour).
+:class:`ImageConversionError` (a ValueError) saying what is wrong with the image, or
+:class:`flownet_ros.imaging.limits.FrameSizeError` (a ValueError) for a frame beyond the size limits.
+``image_msg_to_array`` / ``image_msg_to_flow`` read the node's output images (``32FC2`` flow, ``rgb8``).
 
-The functions take plain fields (``encoding, height, width, step, is_bigendian, data``) so they can
-be used and tested without a ROS graph; ``*_msg`` wrappers take the messages.
+The functions take plain fields (``encoding, height, width, step, is_bigendian, data``); the ``*_msg``
+wrappers take any object with the fields of ``sensor_msgs/Image`` / ``CompressedImage`` (an rclpy message,
+a message deserialised by ``rosbags``), so nothing here imports ROS at import time (the output builders
+still import ``sensor_msgs`` when called; they move to the node's package next).
 """
 
 from __future__ import annotations
@@ -18,12 +20,12 @@ from typing import Optional
 import cv2
 import numpy as np
 
-from flownet_ros.ros.limits import DEFAULT_MAX_PIXELS, check_frame_size, compressed_size
+from flownet_ros.imaging.limits import DEFAULT_MAX_PIXELS, check_frame_size, compressed_size
 
 __all__ = [
     "ImageConversionError", "SUPPORTED_ENCODINGS", "bytes_per_pixel", "check_raw", "raw_to_rgb",
-    "image_msg_to_rgb", "compressed_to_rgb", "compressed_msg_to_rgb", "to_8bit", "array_to_image_msg",
-    "flow_to_image_msg", "rgb_to_image_msg", "image_msg_to_array", "image_msg_to_flow",
+    "image_msg_to_rgb", "compressed_to_rgb", "compressed_msg_to_rgb", "to_8bit", "OUTPUT_ENCODINGS",
+    "image_msg_to_array", "image_msg_to_flow", "array_to_image_msg", "flow_to_image_msg", "rgb_to_image_msg",
 ]
 
 
@@ -65,7 +67,7 @@ def bytes_per_pixel(encoding: str) -> int:
 def check_raw(encoding: str, height: int, width: int, step: int, data_len: int,
               max_pixels: Optional[int] = None) -> None:
     """Cheap consistency checks of a raw image message (no pixel is touched); with ``max_pixels``, also
-    the frame size limits of :func:`flownet_ros.ros.limits.check_frame_size`."""
+    the frame size limits of :func:`flownet_ros.imaging.limits.check_frame_size`."""
     bpp = bytes_per_pixel(encoding)
     if height <= 0 or width <= 0:
         raise ImageConversionError(f"empty image: {width}x{height}")
@@ -138,7 +140,7 @@ def compressed_to_rgb(fmt: str, data, max_pixels: int = DEFAULT_MAX_PIXELS) -> n
 
     ``fmt`` is "ORIG_PIXFMT; CODEC compressed [COMPRESSED_PIXFMT]" (empty = bgr8/mono8 jpeg). The codec
     and the frame size are read from the data's own header and checked against the size limits
-    (:mod:`flownet_ros.ros.limits`) before anything is decoded, so a small file that declares a huge
+    (:mod:`flownet_ros.imaging.limits`) before anything is decoded, so a small file that declares a huge
     frame costs nothing; compressedDepth (a depth-map format with its own header) is refused.
     """
     if "compresseddepth" in fmt.replace(" ", "").lower():
@@ -179,9 +181,10 @@ def compressed_msg_to_rgb(msg, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarr
     return compressed_to_rgb(msg.format, msg.data, max_pixels)
 
 
-# ---- output -------------------------------------------------------------------------------------
+# ---- the node's output images ---------------------------------------------------------------------
 
-_OUT_TYPES = {"rgb8": (np.uint8, 3), "bgr8": (np.uint8, 3), "mono8": (np.uint8, 1), "rgba8": (np.uint8, 4),
+# encoding -> (dtype, channels) of the images the node publishes
+OUTPUT_ENCODINGS = {"rgb8": (np.uint8, 3), "bgr8": (np.uint8, 3), "mono8": (np.uint8, 1), "rgba8": (np.uint8, 4),
               "32FC1": (np.float32, 1), "32FC2": (np.float32, 2), "32FC3": (np.float32, 3),
               "mono16": (np.uint16, 1)}
 
@@ -190,9 +193,9 @@ def array_to_image_msg(arr: np.ndarray, encoding: str, header=None):
     """HxW(xC) array -> sensor_msgs/Image (no row padding, host byte order)."""
     from sensor_msgs.msg import Image
 
-    if encoding not in _OUT_TYPES:
-        raise ValueError(f"cannot build an Image of encoding {encoding!r} (supported: {sorted(_OUT_TYPES)})")
-    dtype, channels = _OUT_TYPES[encoding]
+    if encoding not in OUTPUT_ENCODINGS:
+        raise ValueError(f"cannot build an Image of encoding {encoding!r} (supported: {sorted(OUTPUT_ENCODINGS)})")
+    dtype, channels = OUTPUT_ENCODINGS[encoding]
     arr = np.asarray(arr)
     if arr.ndim == 2:
         arr = arr[..., None]
@@ -221,10 +224,10 @@ def rgb_to_image_msg(rgb: np.ndarray, header=None):
 
 
 def image_msg_to_array(msg) -> np.ndarray:
-    """Image of an output encoding (see ``array_to_image_msg``) -> HxWxC array (a copy)."""
-    if msg.encoding not in _OUT_TYPES:
+    """Image of an output encoding (:data:`OUTPUT_ENCODINGS`) -> HxWxC array (a copy)."""
+    if msg.encoding not in OUTPUT_ENCODINGS:
         raise ImageConversionError(f"image_msg_to_array does not read {msg.encoding!r}")
-    dtype, channels = _OUT_TYPES[msg.encoding]
+    dtype, channels = OUTPUT_ENCODINGS[msg.encoding]
     dtype = np.dtype(dtype).newbyteorder(">" if msg.is_bigendian else "<")
     row = msg.width * channels * dtype.itemsize
     if msg.height <= 0 or msg.width <= 0 or msg.step < row or len(msg.data) < msg.step * msg.height:
