@@ -10,18 +10,16 @@ from sensor_msgs.msg import CompressedImage, Image
 from flownet_ros.imaging.decode import (
     SUPPORTED_ENCODINGS,
     ImageConversionError,
-    array_to_image_msg,
     bytes_per_pixel,
     compressed_msg_to_rgb,
     compressed_to_rgb,
-    flow_to_image_msg,
     image_msg_to_array,
     image_msg_to_flow,
     image_msg_to_rgb,
     raw_to_rgb,
-    rgb_to_image_msg,
     to_8bit,
 )
+from flownet_ros.ros.conversions import array_to_image_msg, flow_to_image_msg, rgb_to_image_msg
 
 H, W = 24, 32
 

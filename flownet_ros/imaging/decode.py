@@ -7,14 +7,12 @@ Every input conversion returns an HxWx3 uint8 RGB array (what the flow estimator
 
 The functions take plain fields (``encoding, height, width, step, is_bigendian, data``); the ``*_msg``
 wrappers take any object with the fields of ``sensor_msgs/Image`` / ``CompressedImage`` (an rclpy message,
-a message deserialised by ``rosbags``), so nothing here imports ROS at import time (the output builders
-still import ``sensor_msgs`` when called; they move to the node's package next).
+a message deserialised by ``rosbags``), so nothing here imports ROS. Building messages is
+:mod:`flownet_ros.ros.conversions`.
 """
 
 from __future__ import annotations
 
-import array
-import sys
 from typing import Optional
 
 import cv2
@@ -25,7 +23,7 @@ from flownet_ros.imaging.limits import DEFAULT_MAX_PIXELS, check_frame_size, com
 __all__ = [
     "ImageConversionError", "SUPPORTED_ENCODINGS", "bytes_per_pixel", "check_raw", "raw_to_rgb",
     "image_msg_to_rgb", "compressed_to_rgb", "compressed_msg_to_rgb", "to_8bit", "OUTPUT_ENCODINGS",
-    "image_msg_to_array", "image_msg_to_flow", "array_to_image_msg", "flow_to_image_msg", "rgb_to_image_msg",
+    "image_msg_to_array", "image_msg_to_flow",
 ]
 
 
@@ -183,44 +181,10 @@ def compressed_msg_to_rgb(msg, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarr
 
 # ---- the node's output images ---------------------------------------------------------------------
 
-# encoding -> (dtype, channels) of the images the node publishes
+# encoding -> (dtype, channels) of the images the node publishes (built by flownet_ros.ros.conversions)
 OUTPUT_ENCODINGS = {"rgb8": (np.uint8, 3), "bgr8": (np.uint8, 3), "mono8": (np.uint8, 1), "rgba8": (np.uint8, 4),
               "32FC1": (np.float32, 1), "32FC2": (np.float32, 2), "32FC3": (np.float32, 3),
               "mono16": (np.uint16, 1)}
-
-
-def array_to_image_msg(arr: np.ndarray, encoding: str, header=None):
-    """HxW(xC) array -> sensor_msgs/Image (no row padding, host byte order)."""
-    from sensor_msgs.msg import Image
-
-    if encoding not in OUTPUT_ENCODINGS:
-        raise ValueError(f"cannot build an Image of encoding {encoding!r} (supported: {sorted(OUTPUT_ENCODINGS)})")
-    dtype, channels = OUTPUT_ENCODINGS[encoding]
-    arr = np.asarray(arr)
-    if arr.ndim == 2:
-        arr = arr[..., None]
-    if arr.ndim != 3 or arr.shape[2] != channels:
-        raise ValueError(f"{encoding} needs an HxWx{channels} array, got shape {arr.shape}")
-    arr = np.ascontiguousarray(arr, dtype=dtype)
-    msg = Image()
-    if header is not None:
-        msg.header = header
-    msg.height, msg.width = int(arr.shape[0]), int(arr.shape[1])
-    msg.encoding = encoding
-    msg.is_bigendian = int(sys.byteorder == "big" and arr.dtype.itemsize > 1)
-    msg.step = int(arr.shape[1] * channels * arr.dtype.itemsize)
-    msg.data = array.array("B", arr.tobytes())
-    return msg
-
-
-def flow_to_image_msg(flow: np.ndarray, header=None):
-    """HxWx2 float32 flow (u right, v down, pixels) -> ``32FC2`` Image, step = width * 8."""
-    return array_to_image_msg(flow, "32FC2", header)
-
-
-def rgb_to_image_msg(rgb: np.ndarray, header=None):
-    """HxWx3 uint8 RGB -> ``rgb8`` Image."""
-    return array_to_image_msg(rgb, "rgb8", header)
 
 
 def image_msg_to_array(msg) -> np.ndarray:

@@ -46,7 +46,7 @@ def _publisher(count: int, width: int, height: int, rate: float) -> None:
     from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import Image
 
-    from flownet_ros.imaging.decode import rgb_to_image_msg
+    from flownet_ros.ros.conversions import rgb_to_image_msg
 
     rclpy.init()
     node = rclpy.create_node("flownet_dds_check_pub")

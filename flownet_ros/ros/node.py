@@ -47,20 +47,14 @@ except ImportError:  # Humble
     from rclpy.qos_event import SubscriptionEventCallbacks
 
 from flownet_ros.flow.motion import intrinsics_from_k
-from flownet_ros.imaging.decode import (
-    ImageConversionError,
-    check_raw,
-    compressed_msg_to_rgb,
-    flow_to_image_msg,
-    image_msg_to_rgb,
-    rgb_to_image_msg,
-)
+from flownet_ros.imaging.decode import ImageConversionError, check_raw, compressed_msg_to_rgb, image_msg_to_rgb
 from flownet_ros.imaging.limits import FrameSizeError, check_frame_size, compressed_size
 from flownet_ros.inference.base import Estimator
 from flownet_ros.inference.factory import EstimatorSpec, build_estimator
 from flownet_ros.inference.runtime import keep_frame_buffers_in_heap, set_cpu_threads
 from flownet_ros.models.checkpoint import CheckpointError
 from flownet_ros.ros import qos
+from flownet_ros.ros.conversions import flow_to_image_msg, rgb_to_image_msg
 from flownet_ros.ros.diagnostics import FlowStats, make_status
 from flownet_ros.ros.pairing import Frame, FramePairer
 from flownet_ros.ros.parameters import PARAM_BY_NAME, PARAMS, ParamSpec, validate, validate_all
