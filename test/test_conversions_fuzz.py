@@ -1,6 +1,6 @@
 """Property-based: whatever header fields, encodings, sizes and bytes a message carries, image conversion
-returns a valid frame or raises the documented errors (ImageConversionError, FrameSizeError), and frame
-pairing always answers; nothing else ever escapes to the node."""
+returns a valid frame or raises the documented errors (ImageConversionError, FrameSizeError,
+DecodeWorkError), and frame pairing always answers; nothing else ever escapes to the node."""
 
 import struct
 import zlib
@@ -17,10 +17,10 @@ from flownet_ros.imaging.decode import (
     compressed_to_rgb,
     raw_to_rgb,
 )
-from flownet_ros.imaging.limits import MAX_ASPECT, MIN_SIDE, FrameSizeError
+from flownet_ros.imaging.limits import MAX_ASPECT, MIN_SIDE, DecodeWorkError, FrameSizeError
 from flownet_ros.ros.pairing import Frame, FramePairer
 
-DOCUMENTED = (ImageConversionError, FrameSizeError)
+DOCUMENTED = (ImageConversionError, FrameSizeError, DecodeWorkError)
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 

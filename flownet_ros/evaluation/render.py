@@ -35,7 +35,10 @@ def value(summary: Dict[str, Any], key: str) -> Any:
 
 
 def fmt(v: Any, pattern: str) -> str:
-    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+    """``v`` by ``pattern``; "-" for a missing value (None, NaN), "inf" for an infinite error (NaN flow)."""
+    if isinstance(v, float) and math.isinf(v):
+        return "inf"
+    if v is None or (isinstance(v, float) and math.isnan(v)):
         return "-"
     return pattern.format(v).rstrip("%") if pattern.endswith("%}") else pattern.format(v)
 

@@ -9,7 +9,12 @@ bin. Per method (:class:`Series`, :func:`summarize`), over a chosen set of pairs
 * ``epe_bins``: EPE per ground-truth magnitude bin (0-5, 5-10, 10-20, 20-40, >40 px), pooled over the
   valid pixels of all pairs that fall into the bin;
 * ``photometric_error``: mean over pairs of mean |older - newer warped back| (0..255);
-* ``latency_ms_median`` / ``_p95`` / ``_max``: of the per-pair times (compute or end-to-end).
+* ``latency_ms_median`` / ``_p95`` / ``_max``: of the per-pair times (compute or end-to-end);
+* ``pairs_nonfinite``: pairs whose flow has NaN/inf values.
+
+A NaN/inf flow vector is the worst possible estimate, never a missing one: its EPE is infinite (so the
+pair's and the set's mean EPE are inf), it is an outlier for Fl-all, and the pair's photometric error
+is inf.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ class PairScore:
     valid_px: float = NAN
     bin_error: np.ndarray = field(default_factory=_nan_bins)  # sum of EPE of the valid pixels per bin
     bin_count: np.ndarray = field(default_factory=_nan_bins)  # number of valid pixels per bin
+    nonfinite_px: int = 0  # pixels whose flow is NaN/inf
 
     @property
     def fl_all(self) -> float:
@@ -53,10 +59,16 @@ class PairScore:
 def score_pair(flow: np.ndarray, gt: Optional[np.ndarray] = None, valid: Optional[np.ndarray] = None,
                img1: Optional[np.ndarray] = None, img2: Optional[np.ndarray] = None) -> PairScore:
     """Scores of ``flow`` ([H,W,2] px); ground truth ``gt`` (finite) with ``valid`` [H,W] bool
-    (None = all pixels), and the image pair for the photometric error, each optional."""
+    (None = all pixels), and the image pair for the photometric error, each optional. Non-finite flow
+    scores as the worst (module docstring)."""
     s = PairScore()
+    flow = np.asarray(flow)
+    bad = ~np.isfinite(flow).all(axis=-1)
+    s.nonfinite_px = int(bad.sum())
+    if s.nonfinite_px:
+        flow = np.where(bad[..., None], np.float32(np.inf), flow)  # error inf, an outlier everywhere
     if img1 is not None and img2 is not None:
-        s.photometric = photometric_error(img1, img2, flow)
+        s.photometric = math.inf if s.nonfinite_px else photometric_error(img1, img2, flow)
     if gt is None:
         return s
     valid = np.ones(gt.shape[:2], bool) if valid is None else np.asarray(valid, bool)
@@ -97,13 +109,14 @@ class Series:
 
 
 def _stat(values: Sequence[float], fn) -> float:
+    """``fn`` of the values that exist (NaN = no value; inf, the score of a NaN flow, is kept)."""
     v = np.asarray(values, dtype=np.float64)
-    v = v[np.isfinite(v)]
+    v = v[~np.isnan(v)]
     return float(fn(v)) if v.size else NAN
 
 
 def _pooled(num: np.ndarray, den: np.ndarray) -> float:
-    ok = np.isfinite(num) & np.isfinite(den)
+    ok = ~np.isnan(num) & ~np.isnan(den)
     total = den[ok].sum()
     return float(num[ok].sum() / total) if total > 0 else NAN
 
@@ -127,4 +140,5 @@ def summarize(series: Series, pairs: Optional[np.ndarray] = None) -> Dict[str, A
         "latency_ms_mean": _stat(series.latency_ms, np.mean),
         "latency_ms_p95": _stat(series.latency_ms, lambda v: np.percentile(v, 95)),
         "latency_ms_max": _stat(series.latency_ms, np.max),
+        "pairs_nonfinite": sum(s.nonfinite_px > 0 for s in chosen),
     }

@@ -18,7 +18,7 @@ from typing import Optional
 import cv2
 import numpy as np
 
-from flownet_ros.imaging.limits import DEFAULT_MAX_PIXELS, check_frame_size, compressed_size
+from flownet_ros.imaging.limits import DEFAULT_MAX_PIXELS, check_decode_work, check_frame_size, compressed_size
 
 __all__ = [
     "ImageConversionError", "SUPPORTED_ENCODINGS", "bytes_per_pixel", "check_raw", "raw_to_rgb",
@@ -139,7 +139,8 @@ def compressed_to_rgb(fmt: str, data, max_pixels: int = DEFAULT_MAX_PIXELS) -> n
     ``fmt`` is "ORIG_PIXFMT; CODEC compressed [COMPRESSED_PIXFMT]" (empty = bgr8/mono8 jpeg). The codec
     and the frame size are read from the data's own header and checked against the size limits
     (:mod:`flownet_ros.imaging.limits`) before anything is decoded, so a small file that declares a huge
-    frame costs nothing; compressedDepth (a depth-map format with its own header) is refused.
+    frame costs nothing, nor does a JPEG with thousands of scans (DecodeWorkError); compressedDepth (a
+    depth-map format with its own header) is refused.
     """
     if "compresseddepth" in fmt.replace(" ", "").lower():
         raise ImageConversionError(f"compressedDepth images are depth maps, not camera images (format {fmt!r})")
@@ -152,6 +153,7 @@ def compressed_to_rgb(fmt: str, data, max_pixels: int = DEFAULT_MAX_PIXELS) -> n
     if size is None:
         raise ImageConversionError(f"corrupt {codec} ({len(data)} bytes): no image size in its header")
     check_frame_size(size[0], size[1], max_pixels)
+    check_decode_work(codec, data)
     buf = np.frombuffer(data, dtype=np.uint8)
     try:
         img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)

@@ -6,6 +6,12 @@ also suit the pipeline: sides of at least :data:`MIN_SIDE` px (the flow needs ne
 network pads each side to 64), an aspect ratio of at most :data:`MAX_ASPECT` (a thin image would cost
 the network many times its own size), sides below :data:`MAX_SIDE` (OpenCV's remap, used by the colour
 coding, needs < 32767) and at most ``max_pixels`` pixels.
+
+Decoding work is bounded too, not only pixels: a progressive JPEG is decoded scan by scan, and a file can
+append thousands of (even empty) scans, each costing a pass over the frame (200,000 scans in 3 MB kept a
+node busy for 45 s). Encoders write 1 scan (baseline) or about 6-20 (progressive: libjpeg's default is 10
+for colour, mozjpeg's optimised ones about a dozen); more than :data:`MAX_JPEG_SCANS` is refused before
+decoding (:class:`DecodeWorkError`).
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ MIN_SIDE = 16
 MAX_SIDE = 16384
 MAX_ASPECT = 8.0
 DEFAULT_MAX_PIXELS = 3_000_000  # above 2208x1242 (ZED 2K), 1920x1200; below 4K UHD (8.3 MP)
+MAX_JPEG_SCANS = 100
 
 _JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -24,6 +31,26 @@ _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 class FrameSizeError(ValueError):
     """A frame is too large or has a shape the pipeline refuses. The message says which limit."""
+
+
+class DecodeWorkError(ValueError):
+    """Compressed data that would cost unbounded decoding work (a JPEG with too many scans)."""
+
+
+def jpeg_scans(data) -> int:
+    """Start-of-scan markers (FF DA) in JPEG bytes: the number of scans, or more (entropy-coded data never
+    holds FF DA, since a coded FF byte is followed by 00 or a restart marker; an EXIF thumbnail adds its own).
+    One pass in C over the data, no decoding."""
+    return (data if isinstance(data, bytes) else bytes(data)).count(b"\xff\xda")
+
+
+def check_decode_work(codec: str, data) -> None:
+    """DecodeWorkError for a JPEG with more than :data:`MAX_JPEG_SCANS` scans (module docstring)."""
+    if codec == "jpeg":
+        scans = jpeg_scans(data)
+        if scans > MAX_JPEG_SCANS:
+            raise DecodeWorkError(f"JPEG with {scans} scans refused before decoding: at most {MAX_JPEG_SCANS} "
+                                  "(each scan is a pass over the frame; encoders write 1-20)")
 
 
 def check_frame_size(width: int, height: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:

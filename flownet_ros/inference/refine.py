@@ -32,7 +32,15 @@ class Refiner(abc.ABC):
 
     @abc.abstractmethod
     def refine(self, grey1: np.ndarray, grey2: np.ndarray, flow: np.ndarray) -> np.ndarray:
-        """HxW uint8 frames and HxWx2 float32 flow grey1 -> grey2 in px -> refined flow (a new array)."""
+        """HxW uint8 frames and HxWx2 float32 flow grey1 -> grey2 in px -> refined flow (a new array).
+        A flow with any NaN/inf value comes back unrefined (:func:`unrefinable`)."""
+
+
+def unrefinable(flow: np.ndarray) -> bool:
+    """Whether ``flow`` has NaN/inf values: OpenCV's DIS crashes the process (SIGSEGV) when seeded with
+    them, and no refinement repairs a network that failed, so refiners return such a flow as it is and
+    its users refuse it (the node does not publish it, the scoring counts it as the worst)."""
+    return not np.isfinite(flow).all()
 
 
 class VariationalRefiner(Refiner):
@@ -47,6 +55,8 @@ class VariationalRefiner(Refiner):
 
     def refine(self, grey1: np.ndarray, grey2: np.ndarray, flow: np.ndarray) -> np.ndarray:
         out = np.array(flow, dtype=np.float32, order="C", copy=True)
+        if unrefinable(out):
+            return out
         self._vr.calc(grey1, grey2, out)  # in place: the argument is the initial and the result
         return out
 
@@ -63,6 +73,8 @@ class DISRefiner(Refiner):
         return f"OpenCV {cv2.__version__} DIS ({self.preset}) seeded by the network"
 
     def refine(self, grey1: np.ndarray, grey2: np.ndarray, flow: np.ndarray) -> np.ndarray:
+        if unrefinable(flow):
+            return np.array(flow, dtype=np.float32, copy=True)
         return dis_flow(self._dis, grey1, grey2, initial=flow)
 
 

@@ -13,7 +13,8 @@ import time
 from typing import Dict, List, Optional
 
 COUNTERS = ("received", "rejected", "refused_size", "dropped", "processed", "published", "resets", "errors", "idle",
-            "color_skipped", "motion_skipped")
+            "color_skipped", "motion_skipped", "nonfinite", "refused_work")
+SLOW_DECODE_S = 1.0  # one frame's decoding above this is reported (a VGA JPEG takes milliseconds)
 
 
 class FlowStats:
@@ -21,7 +22,10 @@ class FlowStats:
     limits), dropped (stale, replaced in the queue), processed (frames converted by the worker), published
     (flow pairs), resets (pairs refused), errors (exceptions in the worker), idle (frames skipped because
     nobody subscribes to any output), color_skipped / motion_skipped (colour coding / motion fit not
-    computed because nobody subscribes to them)."""
+    computed because nobody subscribes to them), nonfinite (pairs whose flow had NaN/inf values: not
+    published), refused_work (compressed images refused for their decoding work: JPEGs with too many
+    scans). ``decoding()`` / ``decoded()`` bracket the decoding of a frame: the longest decode of the
+    period, or the one still running, is reported."""
 
     def __init__(self, clock=time.monotonic):
         self._clock = clock
@@ -35,6 +39,9 @@ class FlowStats:
         self.inlier_fraction = math.nan
         self.idle_now = False
         self.paths: Dict[str, List[float]] = {}  # adaptive backend: path -> [pairs, total seconds]
+        self.nonfinite_now = False  # the latest pair's flow was NaN/inf (until a flow is published)
+        self._decode_t0: Optional[float] = None  # a decode in progress since
+        self._decode_max = 0.0
 
     def idle(self, nobody_listens: bool) -> None:
         """Whether the frame the worker just took found nobody subscribed (then it is counted idle). The
@@ -46,6 +53,19 @@ class FlowStats:
     def count(self, name: str, n: int = 1) -> None:
         with self._lock:
             self.totals[name] += n
+            self.nonfinite_now |= name == "nonfinite" and n > 0
+
+    def decoding(self) -> None:
+        """The worker starts decoding a frame."""
+        with self._lock:
+            self._decode_t0 = self._clock()
+
+    def decoded(self) -> None:
+        """The worker finished (or gave up) decoding the frame."""
+        with self._lock:
+            if self._decode_t0 is not None:
+                self._decode_max = max(self._decode_max, self._clock() - self._decode_t0)
+            self._decode_t0 = None
 
     def frames_behind(self, behind: int) -> None:
         """How many accepted frames were newer than the one the worker just took."""
@@ -55,6 +75,7 @@ class FlowStats:
     def output(self, latency_s: float, inference_s: float, inlier_fraction: Optional[float] = None) -> None:
         with self._lock:
             self.totals["published"] += 1
+            self.nonfinite_now = False
             self._latency.append(latency_s)
             self._inference.append(inference_s)
             if inlier_fraction is not None:
@@ -71,9 +92,11 @@ class FlowStats:
 
     def report(self) -> Dict[str, float]:
         """Totals, and for the period since the last report: input/output rate (Hz), latency and
-        inference time median/max (s, NaN without output), new rejects/errors/drops."""
+        inference time median/max (s, NaN without output), new rejects/errors/drops, the longest decode (s,
+        one still running counted so far)."""
         with self._lock:
             now = self._clock()
+            running = now - self._decode_t0 if self._decode_t0 is not None else 0.0
             period = max(now - self._last_t, 1e-9)
             delta = {k: self.totals[k] - self._last_totals[k] for k in COUNTERS}
             lat, inf = self._latency, self._inference
@@ -87,27 +110,40 @@ class FlowStats:
                 "inference_median_s": statistics.median(inf) if inf else math.nan,
                 "new_received": delta["received"], "new_rejected": delta["rejected"],
                 "new_errors": delta["errors"], "new_dropped": delta["dropped"],
+                "new_nonfinite": delta["nonfinite"],
                 "new_published": delta["published"],
                 "max_frames_behind": self.max_frames_behind,
                 "motion_inlier_fraction": self.inlier_fraction,
                 "idle_now": self.idle_now,
+                "nonfinite_now": self.nonfinite_now,
+                "decode_max_s": max(self._decode_max, running),
+                "decoding_now": self._decode_t0 is not None,
             })
             for path, (n, seconds) in self.paths.items():  # totals since start
                 out[f"path_{path}_pairs"] = n
                 out[f"path_{path}_mean_ms"] = 1e3 * seconds / n
                 out[f"path_{path}_fraction"] = n / max(1, self.totals["published"])
+            self._decode_max = 0.0
             self._last_totals, self._last_t = dict(self.totals), now
             self._latency, self._inference = [], []
             return out
 
 
 def status_level(r: Dict[str, float]) -> tuple:
-    """(level, message) for a report: ERROR on worker errors, WARN on rejected input or input without
-    output, else OK."""
+    """(level, message) for a report: ERROR on non-finite flow (until a flow is published again) or worker
+    errors, WARN on rejected input or input without output, else OK."""
     from diagnostic_msgs.msg import DiagnosticStatus
 
+    if r["new_nonfinite"] or r["nonfinite_now"]:
+        return DiagnosticStatus.ERROR, (f"flow with NaN/inf values, not published ({r['nonfinite']} pairs so "
+                                        f"far, {r['new_nonfinite']} in the last {r['period_s']:.1f} s): network "
+                                        "output, corrupt weights or fp16/bf16 overflow?")
     if r["new_errors"]:
         return DiagnosticStatus.ERROR, f"{r['new_errors']} processing errors in the last {r['period_s']:.1f} s"
+    if r["decode_max_s"] > SLOW_DECODE_S:
+        still = "still decoding one frame after" if r["decoding_now"] else "decoding one frame took"
+        return DiagnosticStatus.WARN, (f"slow image decoding: {still} {r['decode_max_s']:.1f} s (compressed "
+                                       "images too costly to decode: many scans or a large size)")
     if r["new_rejected"]:
         return DiagnosticStatus.WARN, f"{r['new_rejected']} malformed image messages rejected"
     if r["received"] and r["idle_now"]:
@@ -145,7 +181,10 @@ def make_status(report: Dict[str, float], name: str, hardware_id: str, info: Dic
         "messages_rejected": report["rejected"],
         "pair_resets": report["resets"],
         "processing_errors": report["errors"],
+        "flow_nonfinite": report["nonfinite"],
         "frames_refused_size": report["refused_size"],
+        "frames_refused_work": report["refused_work"],
+        "decode_max_ms": report["decode_max_s"] * 1e3,
         "frames_idle": report["idle"],
         "color_skipped": report["color_skipped"],
         "motion_skipped": report["motion_skipped"],

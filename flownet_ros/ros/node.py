@@ -48,7 +48,13 @@ except ImportError:  # Humble
 
 from flownet_ros.flow.motion import intrinsics_from_k
 from flownet_ros.imaging.decode import ImageConversionError, check_raw, compressed_msg_to_rgb, image_msg_to_rgb
-from flownet_ros.imaging.limits import FrameSizeError, check_frame_size, compressed_size
+from flownet_ros.imaging.limits import (
+    DecodeWorkError,
+    FrameSizeError,
+    check_decode_work,
+    check_frame_size,
+    compressed_size,
+)
 from flownet_ros.inference.base import Estimator
 from flownet_ros.inference.factory import EstimatorSpec, build_estimator
 from flownet_ros.inference.runtime import keep_frame_buffers_in_heap, set_cpu_threads
@@ -58,7 +64,7 @@ from flownet_ros.ros.conversions import flow_to_image_msg, rgb_to_image_msg
 from flownet_ros.ros.diagnostics import FlowStats, make_status
 from flownet_ros.ros.pairing import Frame, FramePairer
 from flownet_ros.ros.parameters import PARAM_BY_NAME, PARAMS, ParamSpec, validate, validate_all
-from flownet_ros.ros.pipeline import FlowPipeline, FlowResult, PipelineSettings, Wanted
+from flownet_ros.ros.pipeline import FlowPipeline, FlowResult, NonFiniteFlowError, PipelineSettings, Wanted
 from flownet_ros.ros.worker import LatestQueue, Worker
 
 NODE_NAME = "flownet"
@@ -220,8 +226,12 @@ class FlowNode(Node):
         try:
             if size is not None:  # undecodable data is judged by the worker's decoder, with its reason
                 check_frame_size(size[0], size[1], self.cfg["max_pixels"])
+            check_decode_work(codec, msg.data)
         except FrameSizeError as exc:
             self._reject(msg, f"{codec} header declares a frame that is refused: {exc}", "refused_size")
+            return
+        except DecodeWorkError as exc:
+            self._reject(msg, str(exc), "refused_work")
             return
         if len(msg.data) == 0:
             self._reject(msg, "compressed image has no data")
@@ -336,12 +346,18 @@ class FlowNode(Node):
         if frame is None:
             return
         self.stats.count("processed")
-        result = self.pipeline.process(frame, wanted)
+        try:
+            result = self.pipeline.process(frame, wanted)
+        except NonFiniteFlowError as exc:  # never published: NaN flow would read as "no motion"
+            self.stats.count("nonfinite")
+            self.get_logger().error(f"flow not published: {exc}", throttle_duration_sec=LOG_THROTTLE_S)
+            return
         if result is not None and not self._closing:
             self._publish(result)
 
     def _convert(self, item: Pending) -> Optional[Frame]:
         msg = item.msg
+        self.stats.decoding()
         try:
             if isinstance(msg, CompressedImage):
                 # the source pixel format (before ';') decides pairing, not the codec
@@ -352,9 +368,14 @@ class FlowNode(Node):
         except FrameSizeError as exc:
             self._reject(msg, str(exc), "refused_size")
             return None
+        except DecodeWorkError as exc:
+            self._reject(msg, str(exc), "refused_work")
+            return None
         except ImageConversionError as exc:
             self._reject(msg, str(exc))
             return None
+        finally:
+            self.stats.decoded()
         stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
         return Frame(image, stamp_ns, msg.header, encoding, item.seq)
 

@@ -22,6 +22,11 @@ from flownet_ros.ros.pairing import Frame, FramePairer
 PREPARED = "prepared"  # Frame.cache key of the estimator's per-frame data
 
 
+class NonFiniteFlowError(ValueError):
+    """The estimator's flow of a pair has NaN/inf values (a network with corrupt weights, fp16/bf16
+    overflow): such a flow is never published nor coloured nor fitted. The message says how much."""
+
+
 @dataclass
 class PipelineSettings:
     """Run-time switches (changed by the node's parameter callback and its subscriber counts)."""
@@ -76,7 +81,8 @@ class FlowPipeline:
 
     def process(self, frame: Frame, wanted: Wanted = Wanted()) -> Optional[FlowResult]:
         """Pair ``frame`` with the previous one and compute what is ``wanted`` (None: reset, or no flow
-        wanted; the frame still becomes the previous frame, so pairing goes on)."""
+        wanted; the frame still becomes the previous frame, so pairing goes on). NonFiniteFlowError when
+        the flow has NaN/inf values (the frame still becomes the previous frame)."""
         t0 = time.perf_counter()
         prev, why = self.pairer.push(frame)
         if prev is None:
@@ -90,6 +96,10 @@ class FlowPipeline:
         if first is None:  # the previous frame arrived while nobody listened
             first = self.estimator.prepare(prev.image, "rgb")
         flow = self.estimator.flow(first, frame.cache[PREPARED])
+        bad = np.count_nonzero(~np.isfinite(flow))
+        if bad:
+            raise NonFiniteFlowError(f"the flow of this pair has {bad / flow.size:.1%} NaN/inf values "
+                                     "(network output: corrupt weights or fp16/bf16 overflow?)")
         result = FlowResult(prev, frame, flow, None, None, time.perf_counter() - t0,
                             self.estimator.last_flow_info())
         s = self.settings

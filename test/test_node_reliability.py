@@ -1,0 +1,154 @@
+"""Defects a reliability probe found in flownet_node (issue 24), each tested over real DDS: the node runs as
+`python -m flownet_ros.ros.node` in its own process (helpers of test_ros_node.py), this test process
+publishes and listens with rclpy (own ROS_DOMAIN_ID from conftest).
+"""
+
+import array
+import math
+import struct
+
+import cv2
+import numpy as np
+import pytest
+import rclpy
+import torch
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import CompressedImage, Image
+from test_ros_node import Client, NodeProcess, ns_time, raw_msg, textured
+
+from flownet_ros.evaluation.scoring import Series, score_pair, summarize
+from flownet_ros.models import ModelSpec, build_model, save_checkpoint
+from flownet_ros.ros.diagnostics import FlowStats, make_status
+
+ERROR, WARN = b"\x02", b"\x01"
+
+
+@pytest.fixture(scope="module")
+def nan_ckpt(tmp_path_factory):
+    """A tiny FlowNetC whose weights are all NaN (what fp16 overflow or a corrupt file can give)."""
+    torch.manual_seed(0)
+    model = build_model("flownetc", 0.125, False, "flownet2", 20.0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(math.nan)
+    return save_checkpoint(tmp_path_factory.mktemp("nan") / "nan.pt", model, ModelSpec(width=0.125))
+
+
+@pytest.fixture(scope="module")
+def client():
+    rclpy.init()
+    node = Client()
+    yield node
+    node.destroy_node()
+    rclpy.shutdown()
+
+
+def connect(client, proc, ns, msg_type=Image, topic="image"):
+    """A publisher to the node's input, once the node subscribes; its outputs are listened to."""
+    client.listen(ns)
+    pub = client.create_publisher(msg_type, f"/{ns}/{topic}", qos_profile_sensor_data)
+
+    def ready():
+        assert proc.alive(), proc.log()
+        return pub.get_subscription_count() > 0 and client.count_publishers(f"/{ns}/flownet/flow") > 0
+
+    client.spin_until(ready, what=f"node {ns} to subscribe")
+    client.spin_for(1.0)  # best effort: the node's side of the match may lag the publisher's
+    return pub
+
+
+@pytest.mark.parametrize("refine", ["none", "dis"])
+def test_nonfinite_network_flow_is_never_published(client, nan_ckpt, tmp_path, refine):
+    """NaN flow from the network: DIS is not seeded with it (that killed the node with SIGSEGV), nothing is
+    published (NaN flow reads as "standing still" on ~/motion), diagnostics go ERROR, the node keeps running."""
+    ns = f"nan_{refine}"
+    proc = NodeProcess(tmp_path, ns, "-p", f"checkpoint:={nan_ckpt}", "-p", f"refine:={refine}")
+    try:
+        pub = connect(client, proc, ns)
+        img = textured(3)
+        for i in range(4):
+            pub.publish(raw_msg(np.roll(img, 2 * i, axis=1), ns_time(i)))
+            client.spin_for(0.3)
+        d = client.wait_diag(ns, lambda d: int(d["flow_nonfinite"]) >= 2, "non-finite pairs counted")
+        assert d["level"] == ERROR and "NaN/inf" in d["message"], d
+        assert proc.alive(), proc.log()
+        assert d["flow_published"] == "0"
+        for name in ("flow", "flow_color", "motion", "flow_pair"):
+            assert client.got(ns, name) == [], name
+        assert "flow not published" in proc.log()
+    finally:
+        assert proc.stop() == 0, proc.log()[-4000:]
+
+
+def test_nonfinite_flow_scores_as_the_worst():
+    """The shared scoring: a NaN flow is an outlier everywhere with infinite EPE, never Fl-all 0 %."""
+    gt = np.ones((8, 8, 2), np.float32)
+    nan = np.full_like(gt, np.nan)
+    part = gt.copy()
+    part[:2] = np.inf
+    s = score_pair(nan, gt, img1=np.zeros((8, 8, 3), np.uint8), img2=np.zeros((8, 8, 3), np.uint8))
+    assert s.fl_all == 1.0 and math.isinf(s.epe) and math.isinf(s.photometric) and s.nonfinite_px == 64
+    p = score_pair(part, gt)
+    assert p.fl_all == 0.25 and math.isinf(p.epe) and p.nonfinite_px == 16
+    series = Series("nan")
+    series.add(score_pair(gt, gt))
+    series.add(s)
+    summary = summarize(series)
+    assert math.isinf(summary["epe"]) and summary["fl_all"] == 0.5 and summary["pairs_nonfinite"] == 1
+
+
+def many_scan_jpeg(img, extra_scans):
+    """A progressive JPEG of ``img`` (RGB) with ``extra_scans`` empty scans (a repeated scan header without
+    data) before its end: valid for libjpeg, which decodes it with warnings, one pass per scan."""
+    ok, buf = cv2.imencode(".jpg", img[..., ::-1], [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])
+    data = buf.tobytes()
+    sos = data.rindex(b"\xff\xda")
+    header = data[sos:sos + 2 + struct.unpack(">H", data[sos + 2:sos + 4])[0]]
+    assert data.endswith(b"\xff\xd9")
+    return data[:-2] + header * extra_scans + data[-2:]
+
+
+def jpeg_msg(data, t_ns):
+    msg = CompressedImage(format="rgb8; jpeg compressed bgr8")
+    msg.data = array.array("B", data)
+    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(int(t_ns), 1_000_000_000)
+    return msg
+
+
+def test_jpeg_with_thousands_of_scans_is_refused_before_decoding(client, tmp_path):
+    """Decoding work is bounded from the header walk: a small JPEG with 5,000 empty scans (one pass over the
+    frame each: 200,000 silenced a node for 45 s) is refused and counted; ordinary progressive JPEGs pass."""
+    ns = "scans"
+    proc = NodeProcess(tmp_path, ns, "-p", "backend:=dis", "-p", "transport:=compressed", "-p", "threads:=1",
+                       "-p", "use_camera_info:=false")
+    try:
+        pub = connect(client, proc, ns, CompressedImage, "image/compressed")
+        img = textured(4)
+        assert cv2.imdecode(np.frombuffer(many_scan_jpeg(img, 5000), np.uint8), cv2.IMREAD_COLOR) is not None
+        pub.publish(jpeg_msg(many_scan_jpeg(img, 0), ns_time(0)))
+        client.wait_diag(ns, lambda d: d["frames_processed"] == "1", "first frame processed")
+        pub.publish(jpeg_msg(many_scan_jpeg(np.roll(img, 2, axis=1), 5000), ns_time(1)))
+        d = client.wait_diag(ns, lambda d: d["frames_refused_work"] == "1", "the many-scan JPEG refused")
+        assert d["frames_processed"] == "1" and d["messages_rejected"] == "1"
+        pub.publish(jpeg_msg(many_scan_jpeg(np.roll(img, 2, axis=1), 0), ns_time(2)))
+        client.spin_until(lambda: len(client.got(ns, "flow")) == 1, what="flow of two progressive JPEGs")
+        assert "JPEG with 5010 scans refused before decoding: at most 100" in proc.log()  # 10 + 5000
+    finally:
+        assert proc.stop() == 0, proc.log()[-4000:]
+
+
+def test_slow_decoding_is_reported_as_such():
+    """A decode that takes seconds (or still runs) is what the diagnostics say, not "pairs reset"."""
+    t = [0.0]
+    st = FlowStats(clock=lambda: t[0])
+    st.count("received", 5)
+    st.decoding()
+    t[0] = 3.0
+    status = make_status(st.report(), "n", "h", {})
+    assert status.level == WARN and status.message.startswith("slow image decoding: still decoding one frame "
+                                                              "after 3.0 s")
+    st.decoded()
+    t[0] = 4.0
+    r = st.report()
+    assert r["decode_max_s"] == 3.0 and "took 3.0 s" in make_status(r, "n", "h", {}).message
+    assert st.report()["decode_max_s"] == 0.0
