@@ -246,3 +246,17 @@ def test_imaging_imports_no_ros():
             "or m.startswith('flownet_ros.ros')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_decoder_stderr_is_captured_not_printed(capfd):
+    """libpng's warning for a corrupt ancillary chunk goes to the caller's list, not to fd 2."""
+    import struct
+
+    data = cv2.imencode(".png", random_rgb(3))[1].tobytes()
+    chunk = b"tEXt" + b"Comment\0probe"
+    bad = data[:33] + struct.pack(">I", len(chunk) - 4) + chunk + b"\0\0\0\0" + data[33:]
+    said = []
+    compressed_to_rgb("png", bad, messages=said)
+    assert any("CRC error" in line for line in said) and "CRC error" not in capfd.readouterr().err
+    with pytest.raises(ImageConversionError, match=r"\(10000 characters\)"):
+        raw_to_rgb("x" * 10_000, 16, 16, 48, False, bytes(768))

@@ -152,3 +152,40 @@ def test_slow_decoding_is_reported_as_such():
     r = st.report()
     assert r["decode_max_s"] == 3.0 and "took 3.0 s" in make_status(r, "n", "h", {}).message
     assert st.report()["decode_max_s"] == 0.0
+
+
+def png_with_bad_crc(img):
+    """A PNG of ``img`` with an ancillary tEXt chunk whose CRC is wrong: libpng warns on stderr, decodes."""
+    data = cv2.imencode(".png", img[..., ::-1])[1].tobytes()
+    chunk = b"tEXt" + b"Comment\0probe"
+    return data[:33] + struct.pack(">I", len(chunk) - 4) + chunk + b"\0\0\0\0" + data[33:]
+
+
+def test_decoder_messages_are_captured_and_counted_and_strings_truncated(client, tmp_path):
+    """libjpeg / libpng warnings went straight to stderr at the sender's rate; now they are counted and logged
+    throttled. A sender's 10,000-character frame_id / format never reaches the log in full."""
+    ns = "said"
+    proc = NodeProcess(tmp_path, ns, "-p", "backend:=dis", "-p", "transport:=compressed", "-p", "threads:=1",
+                       "-p", "use_camera_info:=false")
+    try:
+        pub = connect(client, proc, ns, CompressedImage, "image/compressed")
+        img = textured(5)
+        n = 8
+        for i in range(n):
+            data = many_scan_jpeg(np.roll(img, i, axis=1), 3) if i % 2 else png_with_bad_crc(np.roll(img, i, 1))
+            pub.publish(jpeg_msg(data, ns_time(i)))
+            client.wait_diag(ns, lambda d, i=i: d["frames_processed"] == str(i + 1), f"frame {i} processed")
+        junk = jpeg_msg(b"\x00" * 64, ns_time(n))
+        junk.header.frame_id, junk.format = "F" * 10_000, "E" * 10_000
+        pub.publish(junk)
+        d = client.wait_diag(ns, lambda d: d["messages_rejected"] == "1", "the junk rejected")
+        assert d["decoder_messages"] == str(n), d
+        log = proc.log()
+        assert "image decoder message" in log
+        decoder_lines = [x for x in log.splitlines() if "Inconsistent progression" in x or "CRC error" in x]
+        assert len(decoder_lines) < n // 2, decoder_lines  # throttled: one per 5 s, not one per message
+        assert "F" * 100 not in log and "E" * 100 not in log and "(10000 characters)" in log
+        assert max(len(x) for x in log.splitlines()) < 1000
+        assert len(client.got(ns, "flow")) == n - 1
+    finally:
+        assert proc.stop() == 0, proc.log()[-4000:]

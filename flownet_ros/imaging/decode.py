@@ -13,15 +13,16 @@ a message deserialised by ``rosbags``), so nothing here imports ROS. Building me
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import List, Optional
 
 import cv2
 import numpy as np
 
+from flownet_ros.imaging.capture import captured_stderr
 from flownet_ros.imaging.limits import DEFAULT_MAX_PIXELS, check_decode_work, check_frame_size, compressed_size
 
 __all__ = [
-    "ImageConversionError", "SUPPORTED_ENCODINGS", "bytes_per_pixel", "check_raw", "raw_to_rgb",
+    "ImageConversionError", "quoted", "SUPPORTED_ENCODINGS", "bytes_per_pixel", "check_raw", "raw_to_rgb",
     "image_msg_to_rgb", "compressed_to_rgb", "compressed_msg_to_rgb", "to_8bit", "OUTPUT_ENCODINGS",
     "image_msg_to_array", "image_msg_to_flow",
 ]
@@ -29,6 +30,18 @@ __all__ = [
 
 class ImageConversionError(ValueError):
     """An image message cannot be converted (unknown encoding, inconsistent sizes, corrupt data)."""
+
+
+MAX_SHOWN = 64  # characters of a message's own strings (encoding, format, frame_id) shown in errors and logs
+
+
+def quoted(value, limit: int = MAX_SHOWN) -> str:
+    """``repr`` of a string from a message, cut to ``limit`` characters: a log line never carries a
+    sender's 10,000-character encoding in full."""
+    value = str(value)
+    if len(value) <= limit:
+        return repr(value)
+    return f"{value[:limit]!r}... ({len(value)} characters)"
 
 
 # encoding -> (channels, bytes per channel). YUV 4:2:2 is 2 bytes per pixel (one Y + half a U/V).
@@ -57,7 +70,7 @@ def bytes_per_pixel(encoding: str) -> int:
     try:
         channels, depth = _LAYOUT[encoding]
     except KeyError:
-        raise ImageConversionError(f"unsupported encoding {encoding!r} (supported: "
+        raise ImageConversionError(f"unsupported encoding {quoted(encoding)} (supported: "
                                    f"{', '.join(SUPPORTED_ENCODINGS)})") from None
     return channels * depth
 
@@ -133,36 +146,43 @@ def image_msg_to_rgb(msg) -> np.ndarray:
     return raw_to_rgb(msg.encoding, msg.height, msg.width, msg.step, bool(msg.is_bigendian), msg.data)
 
 
-def compressed_to_rgb(fmt: str, data, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+def compressed_to_rgb(fmt: str, data, max_pixels: int = DEFAULT_MAX_PIXELS,
+                      messages: Optional[List[str]] = None) -> np.ndarray:
     """CompressedImage fields -> HxWx3 uint8 RGB via cv2.imdecode (JPEG or PNG).
 
     ``fmt`` is "ORIG_PIXFMT; CODEC compressed [COMPRESSED_PIXFMT]" (empty = bgr8/mono8 jpeg). The codec
     and the frame size are read from the data's own header and checked against the size limits
     (:mod:`flownet_ros.imaging.limits`) before anything is decoded, so a small file that declares a huge
     frame costs nothing, nor does a JPEG with thousands of scans (DecodeWorkError); compressedDepth (a
-    depth-map format with its own header) is refused.
+    depth-map format with its own header) is refused. With a ``messages`` list, what libjpeg / libpng
+    print on stderr while decoding is appended to it instead (:mod:`flownet_ros.imaging.capture`).
     """
     if "compresseddepth" in fmt.replace(" ", "").lower():
-        raise ImageConversionError(f"compressedDepth images are depth maps, not camera images (format {fmt!r})")
+        raise ImageConversionError(f"compressedDepth images are depth maps, not camera images (format "
+                                   f"{quoted(fmt)})")
     if len(data) == 0:
         raise ImageConversionError("compressed image has no data")
     codec, size = compressed_size(data)
     if codec == "unknown":
         raise ImageConversionError(f"corrupt compressed image: neither PNG nor JPEG data ({len(data)} bytes, "
-                                   f"format {fmt!r})")
+                                   f"format {quoted(fmt)})")
     if size is None:
         raise ImageConversionError(f"corrupt {codec} ({len(data)} bytes): no image size in its header")
     check_frame_size(size[0], size[1], max_pixels)
     check_decode_work(codec, data)
     buf = np.frombuffer(data, dtype=np.uint8)
     try:
-        img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+        if messages is None:
+            img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+        else:
+            with captured_stderr(messages):
+                img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
     except cv2.error as exc:
         img, err = None, str(exc).strip().splitlines()[-1]
     else:
         err = "not a decodable image"
     if img is None or img.size == 0:
-        raise ImageConversionError(f"corrupt compressed image ({len(buf)} bytes, format {fmt!r}): {err}")
+        raise ImageConversionError(f"corrupt compressed image ({len(buf)} bytes, format {quoted(fmt)}): {err}")
     if (img.shape[1], img.shape[0]) != tuple(size):
         raise ImageConversionError(f"{codec} decodes to {img.shape[1]}x{img.shape[0]}, its header says "
                                    f"{size[0]}x{size[1]}")
@@ -176,9 +196,10 @@ def compressed_to_rgb(fmt: str, data, max_pixels: int = DEFAULT_MAX_PIXELS) -> n
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
-def compressed_msg_to_rgb(msg, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """sensor_msgs/CompressedImage -> HxWx3 uint8 RGB."""
-    return compressed_to_rgb(msg.format, msg.data, max_pixels)
+def compressed_msg_to_rgb(msg, max_pixels: int = DEFAULT_MAX_PIXELS,
+                          messages: Optional[List[str]] = None) -> np.ndarray:
+    """sensor_msgs/CompressedImage -> HxWx3 uint8 RGB (``messages``: see :func:`compressed_to_rgb`)."""
+    return compressed_to_rgb(msg.format, msg.data, max_pixels, messages)
 
 
 # ---- the node's output images ---------------------------------------------------------------------
@@ -192,7 +213,7 @@ OUTPUT_ENCODINGS = {"rgb8": (np.uint8, 3), "bgr8": (np.uint8, 3), "mono8": (np.u
 def image_msg_to_array(msg) -> np.ndarray:
     """Image of an output encoding (:data:`OUTPUT_ENCODINGS`) -> HxWxC array (a copy)."""
     if msg.encoding not in OUTPUT_ENCODINGS:
-        raise ImageConversionError(f"image_msg_to_array does not read {msg.encoding!r}")
+        raise ImageConversionError(f"image_msg_to_array does not read {quoted(msg.encoding)}")
     dtype, channels = OUTPUT_ENCODINGS[msg.encoding]
     dtype = np.dtype(dtype).newbyteorder(">" if msg.is_bigendian else "<")
     row = msg.width * channels * dtype.itemsize
@@ -206,5 +227,5 @@ def image_msg_to_array(msg) -> np.ndarray:
 def image_msg_to_flow(msg) -> np.ndarray:
     """``32FC2`` Image -> HxWx2 float32 flow in pixels."""
     if msg.encoding != "32FC2":
-        raise ImageConversionError(f"flow images are 32FC2, got {msg.encoding!r}")
+        raise ImageConversionError(f"flow images are 32FC2, got {quoted(msg.encoding)}")
     return image_msg_to_array(msg)

@@ -13,7 +13,7 @@ import time
 from typing import Dict, List, Optional
 
 COUNTERS = ("received", "rejected", "refused_size", "dropped", "processed", "published", "resets", "errors", "idle",
-            "color_skipped", "motion_skipped", "nonfinite", "refused_work")
+            "color_skipped", "motion_skipped", "nonfinite", "refused_work", "decoder_messages")
 SLOW_DECODE_S = 1.0  # one frame's decoding above this is reported (a VGA JPEG takes milliseconds)
 
 
@@ -24,7 +24,8 @@ class FlowStats:
     nobody subscribes to any output), color_skipped / motion_skipped (colour coding / motion fit not
     computed because nobody subscribes to them), nonfinite (pairs whose flow had NaN/inf values: not
     published), refused_work (compressed images refused for their decoding work: JPEGs with too many
-    scans). ``decoding()`` / ``decoded()`` bracket the decoding of a frame: the longest decode of the
+    scans), decoder_messages (lines libjpeg / libpng printed while decoding: captured, logged throttled).
+    ``decoding()`` / ``decoded()`` bracket the decoding of a frame: the longest decode of the
     period, or the one still running, is reported."""
 
     def __init__(self, clock=time.monotonic):
@@ -184,6 +185,7 @@ def make_status(report: Dict[str, float], name: str, hardware_id: str, info: Dic
         "flow_nonfinite": report["nonfinite"],
         "frames_refused_size": report["refused_size"],
         "frames_refused_work": report["refused_work"],
+        "decoder_messages": report["decoder_messages"],
         "decode_max_ms": report["decode_max_s"] * 1e3,
         "frames_idle": report["idle"],
         "color_skipped": report["color_skipped"],

@@ -47,7 +47,13 @@ except ImportError:  # Humble
     from rclpy.qos_event import SubscriptionEventCallbacks
 
 from flownet_ros.flow.motion import intrinsics_from_k
-from flownet_ros.imaging.decode import ImageConversionError, check_raw, compressed_msg_to_rgb, image_msg_to_rgb
+from flownet_ros.imaging.decode import (
+    ImageConversionError,
+    check_raw,
+    compressed_msg_to_rgb,
+    image_msg_to_rgb,
+    quoted,
+)
 from flownet_ros.imaging.limits import (
     DecodeWorkError,
     FrameSizeError,
@@ -205,7 +211,7 @@ class FlowNode(Node):
         self.stats.count("rejected")
         if counter != "rejected":
             self.stats.count(counter)
-        self.get_logger().warning(f"rejected image message (frame_id {msg.header.frame_id!r}): {why}",
+        self.get_logger().warning(f"rejected image message (frame_id {quoted(msg.header.frame_id)}): {why}",
                                   throttle_duration_sec=LOG_THROTTLE_S)
 
     def _on_image(self, msg: Image) -> None:
@@ -357,11 +363,12 @@ class FlowNode(Node):
 
     def _convert(self, item: Pending) -> Optional[Frame]:
         msg = item.msg
+        said: List[str] = []  # what the JPEG / PNG library printed while decoding
         self.stats.decoding()
         try:
             if isinstance(msg, CompressedImage):
                 # the source pixel format (before ';') decides pairing, not the codec
-                image = compressed_msg_to_rgb(msg, self.cfg["max_pixels"])
+                image = compressed_msg_to_rgb(msg, self.cfg["max_pixels"], said)
                 encoding = "compressed " + msg.format.split(";")[0].strip()
             else:
                 image, encoding = image_msg_to_rgb(msg), msg.encoding
@@ -376,8 +383,18 @@ class FlowNode(Node):
             return None
         finally:
             self.stats.decoded()
+            self._decoder_said(msg, said)
         stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
         return Frame(image, stamp_ns, msg.header, encoding, item.seq)
+
+    def _decoder_said(self, msg, lines: List[str]) -> None:
+        """Count the decoder's stderr lines and log them throttled (they came at the sender's rate)."""
+        if not lines:
+            return
+        self.stats.count("decoder_messages", len(lines))
+        more = f" (and {len(lines) - 1} more lines)" if len(lines) > 1 else ""
+        self.get_logger().warning(f"image decoder message (frame_id {quoted(msg.header.frame_id)}): "
+                                  f"{quoted(lines[0], 200)}{more}", throttle_duration_sec=LOG_THROTTLE_S)
 
     def _publish(self, r: FlowResult) -> None:
         header = r.newer.header

@@ -12,6 +12,8 @@ from typing import Any, Optional, Tuple
 
 import numpy as np
 
+from flownet_ros.imaging.decode import quoted
+
 
 @dataclass
 class Frame:
@@ -53,7 +55,7 @@ class FramePairer:
         if prev.size != frame.size:
             return f"image size changed from {prev.size[1]}x{prev.size[0]} to {frame.size[1]}x{frame.size[0]}"
         if prev.encoding != frame.encoding:
-            return f"encoding changed from {prev.encoding!r} to {frame.encoding!r}"
+            return f"encoding changed from {quoted(prev.encoding)} to {quoted(frame.encoding)}"
         gap = (frame.stamp_ns - prev.stamp_ns) * 1e-9
         if gap < 0:
             return f"stamp went back by {-gap:.3f} s"
