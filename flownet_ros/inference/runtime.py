@@ -70,6 +70,33 @@ def set_cpu_threads(threads: int) -> int:
     return torch.get_num_threads()
 
 
+def _glibc():
+    """The C library if it is glibc's (has mallopt), else None."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        return None
+    return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None  # not musl
+
+
+def release_free_memory() -> bool:
+    """Give the heap's free pages back to the system (glibc ``malloc_trim(0)``, every arena).
+
+    With :func:`keep_frame_buffers_in_heap`, frame-sized buffers stay in the heap for reuse; when the
+    frame size changes, the old size's buffers become free chunks the next sizes do not fit, and a node
+    fed a new size every pair grew from 490 to 720 MB and kept it back at VGA (issue 24). Call it after
+    a size change: a few ms (4-20 ms measured on a loaded 2-core machine). True if glibc did it.
+    """
+    libc = _glibc()
+    if libc is None:
+        return False
+    libc.malloc_trim.argtypes = (ctypes.c_size_t,)
+    libc.malloc_trim(0)
+    return True
+
+
 def keep_frame_buffers_in_heap() -> bool:
     """Stop glibc from giving every large per-frame buffer its own mmap (and munmap on free).
 
@@ -80,13 +107,10 @@ def keep_frame_buffers_in_heap() -> bool:
     (docs/benchmarks.md). Fixing the thresholds at 32 MiB / 64 MiB keeps such buffers in the heap
     for reuse; memory is bounded by the per-frame working set. True if applied (glibc only).
     """
-    if not sys.platform.startswith("linux"):
+    libc = _glibc()
+    if libc is None:
         return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # musl and others: no mallopt
-        return False
+    mallopt = libc.mallopt
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     mallopt.restype = ctypes.c_int
     ok = bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)) and bool(

@@ -63,7 +63,7 @@ from flownet_ros.imaging.limits import (
 )
 from flownet_ros.inference.base import Estimator
 from flownet_ros.inference.factory import EstimatorSpec, build_estimator
-from flownet_ros.inference.runtime import keep_frame_buffers_in_heap, set_cpu_threads
+from flownet_ros.inference.runtime import keep_frame_buffers_in_heap, release_free_memory, set_cpu_threads
 from flownet_ros.models.checkpoint import CheckpointError
 from flownet_ros.ros import qos
 from flownet_ros.ros.conversions import flow_to_image_msg, rgb_to_image_msg
@@ -125,6 +125,7 @@ class FlowNode(Node):
         super().__init__(NODE_NAME, **kwargs)
         self._closing = False
         self._held: Optional[Pending] = None  # last message that arrived while nobody listened
+        self._heap_size: Optional[tuple] = None  # frame size the heap was last trimmed for
         try:
             self._setup()
         except BaseException:
@@ -360,6 +361,9 @@ class FlowNode(Node):
             return
         if result is not None and not self._closing:
             self._publish(result)
+        if frame.size != self._heap_size:  # the previous size's buffers are free now: return them
+            self._heap_size = frame.size
+            release_free_memory()
 
     def _convert(self, item: Pending) -> Optional[Frame]:
         msg = item.msg
