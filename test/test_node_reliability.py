@@ -5,16 +5,24 @@ publishes and listens with rclpy (own ROS_DOMAIN_ID from conftest).
 
 import array
 import math
+import os
+import signal
+import stat
 import struct
+import subprocess
+import sys
+import time
 
 import cv2
 import numpy as np
 import pytest
 import rclpy
 import torch
+from rclpy.parameter import Parameter
+from rclpy.parameter_client import AsyncParameterClient
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image
-from test_ros_node import RELIABLE, Client, NodeProcess, ns_time, raw_msg, textured
+from test_ros_node import RELIABLE, REPO, WAIT, Client, NodeProcess, ns_time, raw_msg, textured
 
 from flownet_ros.evaluation.scoring import Series, score_pair, summarize
 from flownet_ros.models import ModelSpec, build_model, save_checkpoint
@@ -236,3 +244,58 @@ def test_memory_returns_after_frames_of_changing_size(client, ckpt_tiny, tmp_pat
         assert after - steady < 200, (steady, peak, after)
     finally:
         assert proc.stop() == 0, proc.log()[-4000:]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_exported_models_follow_the_umask(tmp_path, ckpt_tiny, umask):
+    """Checkpoints and exported models were 0600 (mkstemp): a robot's service account could not read them."""
+    code = (f"import os, sys; os.umask({umask}); from flownet_ros.train.export import main; "
+            f"sys.exit(main([{str(ckpt_tiny)!r}, {str(tmp_path / 'out.pt')!r}]))")
+    subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, capture_output=True, timeout=300)
+    assert stat.S_IMODE(os.stat(tmp_path / "out.pt").st_mode) == 0o666 & ~umask
+
+
+def node_run(*args, timeout=120):
+    return subprocess.run([sys.executable, "-m", "flownet_ros.ros.node", "--ros-args", *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_parameter_messages(tmp_path):
+    """The decimal-point hint only for an integer given to a float parameter; a typo in a params file is
+    named with the closest parameter."""
+    wrong = node_run("-p", "backend:=dis", "-p", "threads:=two")
+    assert wrong.returncode == 2 and "decimal point" not in wrong.stderr, wrong.stderr[-2000:]
+    assert "Traceback" not in wrong.stderr
+    params = tmp_path / "p.yaml"
+    params.write_text("/**:\n  ros__parameters:\n    threds: 2\n    backend: dis\n    depth: 0\n")
+    typo = node_run("--params-file", str(params))  # depth 0: refused, so the node exits after the warning
+    assert typo.returncode == 2
+    assert "unknown parameter 'threds' ignored (did you mean 'threads'?)" in typo.stderr + typo.stdout
+
+
+@pytest.mark.parametrize("after_s", [0.3, 1.0, 2.0])
+def test_ctrl_c_during_start_up_exits_cleanly(after_s):
+    proc = subprocess.Popen([sys.executable, "-m", "flownet_ros.ros.node", "--ros-args", "-p", "backend:=dis"],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    time.sleep(after_s)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0 and "Traceback" not in out and "KeyboardInterrupt" not in out, out[-3000:]
+
+
+def test_use_sim_time_is_read_only_and_a_duplicate_name_is_warned(client, tmp_path):
+    first = NodeProcess(tmp_path, "twin", "-p", "backend:=dis")
+    (tmp_path / "second").mkdir()
+    second = NodeProcess(tmp_path / "second", "twin", "-p", "backend:=dis")
+    try:
+        connect(client, first, "twin")
+        params = AsyncParameterClient(client, "/twin/flownet")
+        assert params.wait_for_services(timeout_sec=WAIT)
+        future = params.set_parameters([Parameter("use_sim_time", value=True)])
+        client.spin_until(future.done, what="parameter service")
+        result = future.result().results[0]
+        assert not result.successful and "read-only" in result.reason
+        client.spin_until(lambda: "nodes named /twin/flownet run in this ROS domain" in first.log() + second.log(),
+                          what="the duplicate-name warning")
+    finally:
+        assert first.stop() == 0 and second.stop() == 0

@@ -230,6 +230,7 @@ def save_checkpoint(path, model: FlowNetBase, spec: ModelSpec, half: bool = Fals
         obj.update(extra)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=TMP_SUFFIX, dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # as open() would create it (mkstemp makes it 0600)
         with os.fdopen(fd, "wb") as fh:
             torch.save(obj, fh)
             fh.flush()
@@ -240,6 +241,17 @@ def save_checkpoint(path, model: FlowNetBase, spec: ModelSpec, half: bool = Fals
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def _umask() -> int:
+    """The process's file-creation mask (from /proc without changing it; else set and restored)."""
+    try:
+        with open("/proc/self/status") as fh:
+            return next(int(line.split()[1], 8) for line in fh if line.startswith("Umask:"))
+    except (OSError, StopIteration, ValueError):
+        mask = os.umask(0o022)
+        os.umask(mask)
+        return mask
 
 
 def _fsync_dir(directory: Path) -> None:

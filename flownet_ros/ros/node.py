@@ -24,10 +24,19 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import signal
 import sys
+
+# Ctrl-C during the imports below (torch: seconds) must not print a KeyboardInterrupt traceback: when this
+# module is the program, signals are only noted until run() installs the real handler (ShutdownRequest).
+_EARLY_SIGNALS: list = []
+if __name__ == "__main__" or os.path.basename(sys.argv[0]) == "flownet_node":
+    for _sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(_sig, lambda signum, frame: _EARLY_SIGNALS.append(signum))
+
+import difflib
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
@@ -75,6 +84,7 @@ from flownet_ros.ros.worker import LatestQueue, Worker
 
 NODE_NAME = "flownet"
 LOG_THROTTLE_S = 5.0
+DUPLICATE_CHECK_S = 5.0  # how often the graph is searched for another node of this node's name
 
 
 def descriptor(p: ParamSpec) -> ParameterDescriptor:
@@ -133,6 +143,7 @@ class FlowNode(Node):
             raise
 
     def _setup(self) -> None:
+        self._warn_unknown_overrides()
         for p in PARAMS:
             self.declare_parameter(p.name, p.default, descriptor(p))
         self.cfg: Dict[str, Any] = {p.name: self.get_parameter(p.name).value for p in PARAMS}
@@ -166,6 +177,9 @@ class FlowNode(Node):
         self._subscribe_timer = self.create_timer(0.05, self._subscribe_when_ready,
                                                   clock=Clock(clock_type=ClockType.STEADY_TIME))
         self.diag_timer = self.create_timer(self.cfg["diagnostics_period"], self._publish_diagnostics)
+        self._duplicates = 1
+        self._duplicate_timer = self.create_timer(DUPLICATE_CHECK_S, self._check_duplicate_name,
+                                                  clock=Clock(clock_type=ClockType.STEADY_TIME))
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._apply_in_on_set = not hasattr(self, "add_post_set_parameters_callback")  # Humble
         if not self._apply_in_on_set:
@@ -174,6 +188,27 @@ class FlowNode(Node):
             f"{self.cfg['backend']} on {self.estimator.device}: {self.estimator.description}; input "
             f"{self.input_topic} ({qos.describe(self.in_qos)}), output {self.pub_flow.topic_name}, "
             f"{self.pub_color.topic_name}, {self.pub_motion.topic_name}")
+
+    def _warn_unknown_overrides(self) -> None:
+        """A params-file key or -p override that is no parameter of this node (a typo: ``threds``) would be
+        ignored silently; say so, naming the closest parameter."""
+        known = set(PARAM_BY_NAME) | {"use_sim_time", "start_type_description_service"}
+        for name in getattr(self, "_parameter_overrides", {}):
+            if name in known or name.startswith("qos_overrides."):
+                continue
+            close = difflib.get_close_matches(name, list(PARAM_BY_NAME), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            self.get_logger().warning(f"unknown parameter {quoted(name)} ignored{hint}")
+
+    def _check_duplicate_name(self) -> None:
+        """Two nodes of one fully qualified name publish everything twice: warn while it lasts."""
+        me: Tuple[str, str] = (self.get_name(), self.get_namespace())
+        count = sum((n, ns) == me for n, ns in self.get_node_names_and_namespaces())
+        if count > 1 and count != self._duplicates:
+            self.get_logger().warning(f"{count} nodes named {self.get_fully_qualified_name()} run in this ROS "
+                                      "domain: each publishes its own flow on the same topics; give each a "
+                                      "namespace or name (-r __ns:=/cam1)")
+        self._duplicates = count
 
     def _create_publishers(self) -> None:
         out_qos = qos.output_qos(self.cfg["depth"])
@@ -264,6 +299,9 @@ class FlowNode(Node):
         changed = dict(self.cfg)
         for p in params:
             spec = PARAM_BY_NAME.get(p.name)
+            if p.name == "use_sim_time":
+                return SetParametersResult(successful=False, reason="use_sim_time is read-only in flownet_node "
+                                                                    "(set it at start; needs a restart)")
             if spec is not None and spec.read_only:
                 return SetParametersResult(successful=False, reason=f"{p.name} is read-only (needs a restart)")
             why = validate(p.name, p.value)
@@ -461,6 +499,12 @@ def _init_ros(args) -> None:
         rclpy.init(args=args)
 
 
+def _int_for_float(message: str) -> bool:
+    """Whether rclpy's type error is an integer given for a floating-point parameter."""
+    given, _, expected = message.partition("expecting type")
+    return "'INTEGER'" in given and "DOUBLE" in expected
+
+
 def _start(args) -> Optional[FlowNode]:
     """The node, or None after printing one line on stderr (bad parameters, checkpoint, device)."""
     try:
@@ -470,7 +514,7 @@ def _start(args) -> Optional[FlowNode]:
         # RuntimeError: rclpy's argument/params-file parsing and device errors (out of GPU memory, a bad
         # CUDA ordinal). OSError: unreadable files.
         msg = f"flownet_node: cannot start: {' '.join(str(exc).split())}"
-        if isinstance(exc, InvalidParameterTypeException):
+        if isinstance(exc, InvalidParameterTypeException) and _int_for_float(str(exc)):
             msg += " (write floating-point parameters with a decimal point, e.g. 2.0)"
         print(msg, file=sys.stderr, flush=True)
         rclpy.try_shutdown()
@@ -482,6 +526,8 @@ def run(args=None) -> int:
     keep_frame_buffers_in_heap()  # before the first frame-sized allocation
     stop = ShutdownRequest()
     stop.install()
+    if _EARLY_SIGNALS:  # Ctrl-C while the modules loaded: nothing started, nothing to stop
+        return 0
     node = _start(args)
     if node is None:
         return 2
