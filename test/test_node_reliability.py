@@ -72,12 +72,14 @@ def connect(client, proc, ns, msg_type=Image, topic="image", reliable=False):
     return pub
 
 
-@pytest.mark.parametrize("refine", ["none", "dis"])
-def test_nonfinite_network_flow_is_never_published(client, nan_ckpt, tmp_path, refine):
+@pytest.mark.parametrize("backend, refine", [("flownet", "none"), ("flownet", "dis"), ("adaptive", "dis")])
+def test_nonfinite_network_flow_is_never_published(client, nan_ckpt, tmp_path, backend, refine):
     """NaN flow from the network: DIS is not seeded with it (that killed the node with SIGSEGV), nothing is
-    published (NaN flow reads as "standing still" on ~/motion), diagnostics go ERROR, the node keeps running."""
-    ns = f"nan_{refine}"
-    proc = NodeProcess(tmp_path, ns, "-p", f"checkpoint:={nan_ckpt}", "-p", f"refine:={refine}")
+    published (NaN flow reads as "standing still" on ~/motion), diagnostics go ERROR, the node keeps running.
+    The adaptive backend runs the network on every pair here (network_threshold 0)."""
+    ns = f"nan_{backend}_{refine}"
+    proc = NodeProcess(tmp_path, ns, "-p", f"checkpoint:={nan_ckpt}", "-p", f"backend:={backend}",
+                       "-p", f"refine:={refine}", "-p", "network_threshold:=0.0")
     try:
         pub = connect(client, proc, ns)
         img = textured(3)
