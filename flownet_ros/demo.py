@@ -11,6 +11,7 @@ a baseline. Prints the summary table and the report path.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Dict, Optional, Sequence
 from flownet_ros.evaluation.replay import ReplayOptions, parse_params, replay_and_report
 from flownet_ros.evaluation.sample_bag import DEFAULT_PATH, write_sample_bag
 from flownet_ros.paths import workspace
+from flownet_ros.ros.dds import local_discovery
 
 #: Methods run on the same frame pairs as the node, for comparison.
 DEMO_BASELINES = ("dis-medium",)
@@ -76,6 +78,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     opts = ReplayOptions(bag=bag, topic=args.topic, rate=args.rate, params=params, out_dir=out_dir)
+    os.environ.update(local_discovery())  # the demo's traffic stays on this machine (its node inherits it)
     return replay_and_report(opts, baselines=DEMO_BASELINES)
 
 

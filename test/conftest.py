@@ -20,11 +20,10 @@ _ros_tmp = tempfile.mkdtemp(prefix="flownet_ros_test_")
 os.environ["ROS_DOMAIN_ID"] = str(1 + os.getpid() % 100)
 os.environ["ROS_HOME"] = _ros_tmp
 os.environ["ROS_LOG_DIR"] = os.path.join(_ros_tmp, "log")
-os.environ.setdefault("ROS_LOCALHOST_ONLY", "1")
-os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-if (REPO / "config" / "fastdds.xml").is_file():  # the one variable this distribution's Fast DDS reads
-    from flownet_ros.ros.dds import VARIABLES, with_profile
+from flownet_ros.ros.dds import VARIABLES, local_discovery, with_profile  # noqa: E402 (after the variables)
 
+os.environ.update(local_discovery())  # tests discover only this host, with the variable the distribution reads
+if (REPO / "config" / "fastdds.xml").is_file():  # the one variable this distribution's Fast DDS reads
     for var in VARIABLES:
         os.environ.pop(var, None)
     os.environ.update(with_profile(profile=str(REPO / "config" / "fastdds.xml")))

@@ -301,3 +301,26 @@ def test_use_sim_time_is_read_only_and_a_duplicate_name_is_warned(client, tmp_pa
                           what="the duplicate-name warning")
     finally:
         assert first.stop() == 0 and second.stop() == 0
+
+
+def test_tests_and_demo_discover_only_this_host(monkeypatch, tmp_path):
+    """Test and demo traffic stays on the machine, with the variable each distribution reads; a user's own
+    setting is kept; robots (the launch file, the node) keep ROS's default."""
+    from flownet_ros.ros.dds import local_discovery
+
+    clean = {"PATH": "/usr/bin"}
+    assert local_discovery(clean, "humble") == {**clean, "ROS_LOCALHOST_ONLY": "1"}
+    for distro in ("jazzy", "kilted", ""):
+        assert local_discovery(clean, distro) == {**clean, "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
+    assert local_discovery({"ROS_AUTOMATIC_DISCOVERY_RANGE": "SUBNET"}, "jazzy") == {
+        "ROS_AUTOMATIC_DISCOVERY_RANGE": "SUBNET"}
+    assert os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE") == "LOCALHOST" or os.environ.get("ROS_LOCALHOST_ONLY")
+    for var in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_LOCALHOST_ONLY"):
+        monkeypatch.delenv(var, raising=False)
+    from flownet_ros import demo
+
+    monkeypatch.setattr(demo, "replay_and_report", lambda opts, baselines: 0)
+    (tmp_path / "in.mcap").touch()
+    assert demo.main(["--bag", str(tmp_path / "in.mcap"), "--param", "checkpoint:=x.pt", "--out-dir",
+                      str(tmp_path / "out")]) == 0
+    assert os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] == "LOCALHOST"

@@ -18,6 +18,25 @@ FAST_DDS_2 = ("foxy", "galactic", "humble", "iron", "jazzy")
 VARIABLES = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
 
 
+DISCOVERY_VARIABLES = ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_LOCALHOST_ONLY")
+
+
+def local_discovery(env: Optional[Mapping[str, str]] = None, distro: Optional[str] = None) -> Dict[str, str]:
+    """A copy of ``env`` (default os.environ) in which ROS 2 discovers only this host (for tests and the
+    demo; robots keep the default): ``ROS_LOCALHOST_ONLY=1`` on Humble and before, where the newer
+    variable does not exist, else ``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST`` (Jazzy and later, which
+    deprecate the old one). A discovery setting already in ``env`` is kept."""
+    out = dict(os.environ if env is None else env)
+    if any(out.get(v) for v in DISCOVERY_VARIABLES):
+        return out
+    distro = (out.get("ROS_DISTRO", "") if distro is None else distro).strip().lower()
+    if distro in ("foxy", "galactic", "humble", "iron"):
+        out["ROS_LOCALHOST_ONLY"] = "1"
+    else:
+        out["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    return out
+
+
 def profile_variable(distro: Optional[str] = None) -> str:
     """The variable the Fast DDS of ROS distribution ``distro`` reads (default: $ROS_DISTRO; unset =
     the PyPI wheels, Kilted)."""
