@@ -391,17 +391,22 @@ class FlowNode(Node):
         if frame is None:
             return
         self.stats.count("processed")
+        self._process(frame, wanted)
+        if frame.size != self._heap_size:  # the previous size's buffers are free now: return them
+            self._heap_size = frame.size
+            release_free_memory()
+
+    def _process(self, frame: Frame, wanted: Wanted) -> None:
+        """The pipeline on ``frame``, then publish; a NaN/inf flow is counted and never published (NaN flow
+        would read as "no motion")."""
         try:
             result = self.pipeline.process(frame, wanted)
-        except NonFiniteFlowError as exc:  # never published: NaN flow would read as "no motion"
+        except NonFiniteFlowError as exc:
             self.stats.count("nonfinite")
             self.get_logger().error(f"flow not published: {exc}", throttle_duration_sec=LOG_THROTTLE_S)
             return
         if result is not None and not self._closing:
             self._publish(result)
-        if frame.size != self._heap_size:  # the previous size's buffers are free now: return them
-            self._heap_size = frame.size
-            release_free_memory()
 
     def _convert(self, item: Pending) -> Optional[Frame]:
         msg = item.msg
