@@ -97,8 +97,9 @@ def test_tool_options_default_to_what_the_node_runs():
     args = many.parse_args([])
     args.checkpoint = [""]
     assert specs_from_args(args) == [node]
-    args = many.parse_args(["--backend", "flownet", "--checkpoint", "a.pt", "--refine", "none", "dis", "--dis-preset", "fast", "medium",
-                            "--directions", "forward", "both", "--inference-size", "auto", "128x192"])
+    args = many.parse_args(["--backend", "flownet", "--checkpoint", "a.pt", "--refine", "none", "dis",
+                            "--dis-preset", "fast", "medium", "--directions", "forward", "both",
+                            "--inference-size", "auto", "128x192"])
     names = [s.name for s in specs_from_args(args)]
     assert len(names) == 12 == len(set(names))  # presets multiply only the DIS refinement
     assert "a.pt-bi@128x192+dis-fast" in names and "a.pt" in names
