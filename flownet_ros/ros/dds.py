@@ -1,9 +1,10 @@
 """The Fast DDS XML profile (config/fastdds.xml) and the environment variable that loads it.
 
 Fast DDS 2 (Humble, Iron, Jazzy) reads ``FASTRTPS_DEFAULT_PROFILES_FILE``; Fast DDS 3 (Kilted and
-later, and the PyPI wheels) reads ``FASTDDS_DEFAULT_PROFILES_FILE`` and warns that the old name is
-deprecated. Every process this package starts (launch file, bag replay, the DDS check) sets exactly
-the variable its distribution reads, through :func:`with_profile`.
+later) reads ``FASTDDS_DEFAULT_PROFILES_FILE`` and warns that the old name is deprecated. Every process
+this package starts (launch file, bag replay, the DDS check) sets exactly the variable its Fast DDS
+reads, through :func:`with_profile`: chosen by ``$ROS_DISTRO`` (a sourced ROS 2), else by the Fast DDS
+wheel installed from PyPI (``ros-fastrtps`` 2.x for Jazzy, ``ros-fastdds`` 3.x for Kilted).
 """
 
 from __future__ import annotations
@@ -18,10 +19,25 @@ FAST_DDS_2 = ("foxy", "galactic", "humble", "iron", "jazzy")
 VARIABLES = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
 
 
+def wheel_fast_dds_major() -> Optional[int]:
+    """Major version of the Fast DDS installed as a PyPI wheel (2: ros-fastrtps, Jazzy; 3: ros-fastdds,
+    Kilted), or None when neither is installed (a sourced ROS 2)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    for name in ("ros-fastdds", "ros-fastrtps"):
+        try:
+            return int(version(name).split(".")[0])
+        except (PackageNotFoundError, ValueError):
+            continue
+    return None
+
+
 def profile_variable(distro: Optional[str] = None) -> str:
-    """The variable the Fast DDS of ROS distribution ``distro`` reads (default: $ROS_DISTRO; unset =
-    the PyPI wheels, Kilted)."""
+    """The variable the Fast DDS of ROS distribution ``distro`` reads (default: $ROS_DISTRO; unset: the
+    installed Fast DDS wheel's, :func:`wheel_fast_dds_major`, else Fast DDS 3's)."""
     distro = (os.environ.get("ROS_DISTRO", "") if distro is None else distro).strip().lower()
+    if not distro and wheel_fast_dds_major() == 2:
+        distro = "jazzy"
     return "FASTRTPS_DEFAULT_PROFILES_FILE" if distro in FAST_DDS_2 else "FASTDDS_DEFAULT_PROFILES_FILE"
 
 
