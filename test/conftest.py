@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from flownet_ros.ros.dds import localhost_discovery
+
 REPO = Path(__file__).resolve().parents[1]
 # Idle OpenMP threads sleep instead of spinning (as in the node): on a 2-core CI machine the test process,
 # the node subprocesses it starts and torch's spinning workers would otherwise take turns for whole time
@@ -20,8 +22,9 @@ _ros_tmp = tempfile.mkdtemp(prefix="flownet_ros_test_")
 os.environ["ROS_DOMAIN_ID"] = str(1 + os.getpid() % 100)
 os.environ["ROS_HOME"] = _ros_tmp
 os.environ["ROS_LOG_DIR"] = os.path.join(_ros_tmp, "log")
-os.environ.setdefault("ROS_LOCALHOST_ONLY", "1")
-os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+_discovery = localhost_discovery()  # through the one variable this distribution reads (Jazzy warns about the other)
+os.environ.pop("ROS_LOCALHOST_ONLY", None)
+os.environ.update(_discovery)
 if (REPO / "config" / "fastdds.xml").is_file():  # the one variable this distribution's Fast DDS reads
     from flownet_ros.ros.dds import VARIABLES, with_profile
 

@@ -16,6 +16,7 @@ from typing import Dict, Mapping, Optional
 from flownet_ros.paths import find_data_file
 
 FAST_DDS_2 = ("foxy", "galactic", "humble", "iron", "jazzy")
+LOCALHOST_ONLY_DISTROS = ("foxy", "galactic", "humble")  # ROS_LOCALHOST_ONLY; Iron on: ROS_AUTOMATIC_DISCOVERY_RANGE
 VARIABLES = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
 
 
@@ -60,4 +61,18 @@ def with_profile(env: Optional[Mapping[str, str]] = None, profile: Optional[str]
     profile = profile or (str(package_profile()) if package_profile() else None)
     if profile and not configured_profile(out):
         out[profile_variable(distro if distro is not None else out.get("ROS_DISTRO", ""))] = str(profile)
+    return out
+
+
+def localhost_discovery(env: Optional[Mapping[str, str]] = None) -> Dict[str, str]:
+    """A copy of ``env`` (default os.environ) in which ROS 2 discovery stays on this host, through the one
+    variable the distribution reads: ``ROS_LOCALHOST_ONLY=1`` up to Humble, ``ROS_AUTOMATIC_DISCOVERY_RANGE=
+    LOCALHOST`` from Iron on (Jazzy's rcl warns that ROS_LOCALHOST_ONLY is deprecated and then ignores the
+    new variable, so the old one is removed there). Values already set are kept."""
+    out = dict(os.environ if env is None else env)
+    if out.get("ROS_DISTRO", "").strip().lower() in LOCALHOST_ONLY_DISTROS:
+        out.setdefault("ROS_LOCALHOST_ONLY", "1")
+    else:
+        out.pop("ROS_LOCALHOST_ONLY", None)
+        out.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     return out
