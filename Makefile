@@ -8,20 +8,22 @@
 #                   setup or network (uses .venv if there, else python3 with its CUDA torch)
 #   make gpu-train  on a CUDA machine: train the CUDA model in one call (scripts/gpu_train.sh OUT)
 # Other Pythons / pins: make test PYTHON=python3.12 VENV=.venv312 PIN_OVERRIDES="numpy==1.26.4 ..."
+# ROS 2 wheels (where no sourced ROS 2 gives rclpy): ROS_DISTRO=kilted (default) or jazzy
 PYTHON ?= python3
 VENV   ?= .venv
 VPY    := $(VENV)/bin/python
 STAMP  := $(VENV)/.setup-stamp
 PYTEST_ARGS ?=
 PIN_OVERRIDES ?=
+ROS_DISTRO ?= kilted
 GPU_OUT ?= gpu_train_out
 
 .PHONY: setup test demo data lint build-ext gpu-check gpu-train clean
 
 setup: $(STAMP) build-ext
 
-$(STAMP): requirements.txt requirements-ros.txt scripts/setup_env.sh
-	PYTHON=$(PYTHON) VENV=$(VENV) PIN_OVERRIDES="$(PIN_OVERRIDES)" bash scripts/setup_env.sh
+$(STAMP): requirements.txt requirements-ros.txt requirements-ros-jazzy.txt setup.py scripts/setup_env.sh
+	PYTHON=$(PYTHON) VENV=$(VENV) PIN_OVERRIDES="$(PIN_OVERRIDES)" ROS_DISTRO=$(ROS_DISTRO) bash scripts/setup_env.sh
 	touch $@
 
 build-ext: $(STAMP)

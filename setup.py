@@ -19,7 +19,8 @@ class BuildWithExtension(build_py):
 
     def run(self):
         super().run()
-        if os.environ.get("FLOWNET_ROS_PREBUILD", "1") == "0":
+        # an editable install (pip install -e, make setup) imports the source tree: the cache serves it
+        if os.environ.get("FLOWNET_ROS_PREBUILD", "1") == "0" or getattr(self, "editable_mode", False):
             return
         target = os.path.join(self.build_lib, PACKAGE, "ops", "prebuilt")
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([self.build_lib, os.environ.get("PYTHONPATH", "")]))
@@ -50,8 +51,19 @@ setup(
     license="Apache-2.0",
     entry_points={
         "console_scripts": [
+            # ros2 run flownet_ros <name> (colcon: lib/flownet_ros/) and <venv>/bin/<name> (make setup)
             "flownet_node = flownet_ros.ros.node:main",
-            "replay = flownet_ros.evaluation.replay:main",
+            "flownet_replay = flownet_ros.evaluation.replay:main",
+            "flownet_report = flownet_ros.evaluation.report:main",
+            "flownet_demo = flownet_ros.demo:main",
+            "flownet_evaluate = flownet_ros.evaluation.evaluate:main",
+            "flownet_sample_bag = flownet_ros.evaluation.sample_bag:main",
+            "flownet_photos = flownet_ros.data.photos:main",
+            "flownet_train = flownet_ros.train.__main__:main",
+            "flownet_export = flownet_ros.train.export:main",
+            "flownet_bench = flownet_ros.bench.__main__:main",
+            "flownet_build_ext = flownet_ros.ops.build:main",
+            "flownet_dds_check = flownet_ros.ros.dds_check:main",
         ],
     },
 )

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from flownet_ros.ros.dds import VARIABLES, local_discovery, with_profile
+
 REPO = Path(__file__).resolve().parents[1]
 # Idle OpenMP threads sleep instead of spinning (as in the node): on a 2-core CI machine the test process,
 # the node subprocesses it starts and torch's spinning workers would otherwise take turns for whole time
@@ -20,7 +22,6 @@ _ros_tmp = tempfile.mkdtemp(prefix="flownet_ros_test_")
 os.environ["ROS_DOMAIN_ID"] = str(1 + os.getpid() % 100)
 os.environ["ROS_HOME"] = _ros_tmp
 os.environ["ROS_LOG_DIR"] = os.path.join(_ros_tmp, "log")
-from flownet_ros.ros.dds import VARIABLES, local_discovery, with_profile  # noqa: E402 (after the variables)
 
 os.environ.update(local_discovery())  # tests discover only this host, with the variable the distribution reads
 if (REPO / "config" / "fastdds.xml").is_file():  # the one variable this distribution's Fast DDS reads

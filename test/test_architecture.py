@@ -13,13 +13,13 @@ ALLOWED = {
     "ops": {"paths"},
     "imaging": {"paths"},
     "models": {"ops", "paths"},
-    "inference": {"flow", "models", "ops", "paths"},
+    "inference": {"flow", "imaging", "models", "ops", "paths"},
     "data": {"flow", "paths"},
     "ros": {"flow", "imaging", "inference", "models", "ops", "paths"},
     "evaluation": {"data", "flow", "imaging", "inference", "models", "ops", "paths", "ros"},
     "train": {"data", "flow", "inference", "models", "ops", "paths"},
     "bench": {"data", "flow", "imaging", "inference", "models", "ops", "paths", "ros", "train"},
-    "demo": {"evaluation", "inference", "models", "paths"},
+    "demo": {"evaluation", "inference", "models", "paths", "ros"},
 }
 
 

@@ -20,7 +20,7 @@ def test_colcon_build_installs_executables_and_share_files(tmp_path, copy_packag
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     prefix = tmp_path / "install" / "flownet_ros"
-    for exe in ("flownet_node", "replay"):
+    for exe in ("flownet_node", "flownet_replay", "flownet_report", "flownet_demo"):
         path = prefix / "lib" / "flownet_ros" / exe
         assert path.is_file() and os.access(path, os.X_OK), f"{exe} not installed under lib/flownet_ros"
     share = prefix / "share" / "flownet_ros"

@@ -147,13 +147,38 @@ def test_batched_equals_single(tmp_path):
     (np.zeros((10, 10, 3), np.uint8), np.zeros((10, 12, 3), np.uint8), "sizes differ"),
     (np.zeros((10, 10, 3), np.float32), np.zeros((10, 10, 3), np.float32), "uint8"),
     (np.zeros((10, 10, 4), np.uint8), np.zeros((10, 10, 4), np.uint8), "HxWx3"),
-    (np.zeros((10, 10), np.uint8), np.zeros((10, 10), np.uint8), "HxWx3"),
+    (np.zeros((10, 10, 2), np.uint8), np.zeros((10, 10, 2), np.uint8), "HxWx3"),
+    (np.zeros((10, 10), np.float32), np.zeros((10, 10), np.float32), "uint16 if grey"),
+    (np.zeros((10, 10, 3), np.uint16), np.zeros((10, 10, 3), np.uint16), "uint8"),
+    (np.zeros((10, 10), np.uint8), np.zeros((10, 12), np.uint8), "sizes differ"),
     (np.zeros((0, 10, 3), np.uint8), np.zeros((0, 10, 3), np.uint8), "empty"),
 ])
 def test_bad_inputs_raise_value_error(img1, img2, match):
     est = FlowEstimator(ConstantFlow(), ModelSpec(), device="cpu")
     with pytest.raises(ValueError, match=match):
         est.estimate(img1, img2)
+
+
+@pytest.mark.parametrize("kind", ["mono8 HxW", "mono8 HxWx1", "mono16 HxW"])
+def test_mono_frames_are_estimated_as_the_node_converts_them(kind):
+    """estimate takes grey frames like the node (mono8, mono16): the same flow as the node's RGB of them."""
+    from flownet_ros.inference.classic import DISEstimator
+    from flownet_ros.imaging.decode import raw_to_rgb
+
+    grey = rand_img(48, 64)[..., 0]
+    shifted = np.roll(grey, 2, axis=1)
+    encoding, frames = "mono8", (grey, shifted)
+    if kind.startswith("mono16"):
+        encoding, frames = "mono16", tuple(f.astype(np.uint16) << 4 for f in frames)  # a 12-bit camera
+    elif kind.endswith("x1"):
+        frames = tuple(f[..., None] for f in frames)
+    node_rgb = [raw_to_rgb(encoding, 48, 64, f.itemsize * 64, False, np.ascontiguousarray(f).tobytes())
+                for f in frames]
+    for est in (FlowEstimator(ConstantFlow(), ModelSpec(), device="cpu"), DISEstimator("ultrafast")):
+        np.testing.assert_array_equal(est.estimate(*frames), est.estimate(*node_rgb))
+    net = ConstantFlow()
+    FlowEstimator(net, ModelSpec(), device="cpu").estimate(*frames)
+    assert net.seen[0][0].shape[1] == 3  # the network got three channels
 
 
 def test_bad_settings():

@@ -318,6 +318,24 @@ def test_params_file_and_docs_match_the_parameter_table(repo):
     assert values == {p.name: p.default for p in PARAMS}
 
 
+def test_this_fast_dds_reads_the_variable_with_profile_sets(tmp_path):
+    """The variable chosen for this installation is the one its Fast DDS reads: a malformed profile set
+    through it makes the participant report a parse error naming the file (Fast DDS 2 ignores the new
+    name, Fast DDS 3 warns about the old one)."""
+    from flownet_ros.ros.dds import VARIABLES, with_profile
+
+    bad = tmp_path / "bad_profile.xml"
+    bad.write_text('<?xml version="1.0"?><dds xmlns="http://www.eprosima.com"><profiles><participant>')
+    env = with_profile({k: v for k, v in os.environ.items() if k not in VARIABLES}, profile=str(bad))
+    res = subprocess.run([sys.executable, "-c", "import rclpy; rclpy.init(); rclpy.create_node('probe')."
+                          "destroy_node(); rclpy.shutdown(); print('node ok')"], env=env, capture_output=True,
+                         text=True, timeout=120)
+    out = res.stdout + res.stderr
+    assert "node ok" in out, out[-2000:]
+    assert "XMLPARSER" in out and str(bad) in out, out[-2000:]
+    assert "deprecated" not in out, out[-2000:]
+
+
 def test_fastdds_profile(repo):
     import xml.etree.ElementTree as ET
 
@@ -335,10 +353,13 @@ def test_fastdds_profile(repo):
 
 
 def test_profile_variable_per_distribution(monkeypatch):
-    from flownet_ros.ros.dds import profile_variable, with_profile
+    from flownet_ros.ros.dds import profile_variable, wheel_fast_dds_major, with_profile
 
     assert profile_variable("humble") == profile_variable("jazzy") == "FASTRTPS_DEFAULT_PROFILES_FILE"
-    assert profile_variable("kilted") == profile_variable("") == "FASTDDS_DEFAULT_PROFILES_FILE"
+    assert profile_variable("kilted") == "FASTDDS_DEFAULT_PROFILES_FILE"
+    # no ROS_DISTRO (PyPI wheels): the installed Fast DDS decides (Jazzy's 2.14 wheels, Kilted's 3.x)
+    unset = "FASTRTPS_DEFAULT_PROFILES_FILE" if wheel_fast_dds_major() == 2 else "FASTDDS_DEFAULT_PROFILES_FILE"
+    assert profile_variable("") == unset
     env = with_profile({"ROS_DISTRO": "humble"}, profile="/p.xml")
     assert env["FASTRTPS_DEFAULT_PROFILES_FILE"] == "/p.xml" and "FASTDDS_DEFAULT_PROFILES_FILE" not in env
     kept = with_profile({"FASTDDS_DEFAULT_PROFILES_FILE": "/mine.xml"}, profile="/p.xml")

@@ -23,7 +23,7 @@ from flownet_ros.imaging.limits import DEFAULT_MAX_PIXELS, check_decode_work, ch
 
 __all__ = [
     "ImageConversionError", "quoted", "SUPPORTED_ENCODINGS", "bytes_per_pixel", "check_raw", "raw_to_rgb",
-    "image_msg_to_rgb", "compressed_to_rgb", "compressed_msg_to_rgb", "to_8bit", "OUTPUT_ENCODINGS",
+    "image_msg_to_rgb", "compressed_to_rgb", "compressed_msg_to_rgb", "to_8bit", "mono_to_rgb", "OUTPUT_ENCODINGS",
     "image_msg_to_array", "image_msg_to_flow",
 ]
 
@@ -110,6 +110,12 @@ def to_8bit(img: np.ndarray) -> np.ndarray:
     return (img >> (bits - 8)).astype(np.uint8)
 
 
+def mono_to_rgb(px: np.ndarray) -> np.ndarray:
+    """HxW or HxWx1 uint8 (mono8) or uint16 (mono16) grey -> HxWx3 uint8 RGB, 16 bits reduced by :func:`to_8bit`."""
+    px = to_8bit(px.reshape(px.shape[0], px.shape[1], 1))
+    return np.ascontiguousarray(np.repeat(px, 3, axis=2))
+
+
 def _rows(data, height: int, width: int, step: int, row_bytes: int) -> np.ndarray:
     """[height, row_bytes] uint8 view of the pixel bytes, dropping the row padding."""
     buf = np.frombuffer(data, dtype=np.uint8, count=step * height)
@@ -133,9 +139,9 @@ def raw_to_rgb(encoding: str, height: int, width: int, step: int, is_bigendian: 
         return np.ascontiguousarray(to_8bit(rgb))
     if encoding in _YUV:
         return cv2.cvtColor(np.ascontiguousarray(px), _YUV[encoding])
-    px = to_8bit(px)
     if channels == 1:
-        return np.ascontiguousarray(np.repeat(px, 3, axis=2))
+        return mono_to_rgb(px)
+    px = to_8bit(px)
     if encoding.startswith("bgr"):
         return np.ascontiguousarray(px[..., 2::-1])
     return np.ascontiguousarray(px[..., :3])

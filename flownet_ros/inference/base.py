@@ -12,6 +12,8 @@ from typing import Any, Dict, Tuple
 
 import numpy as np
 
+from flownet_ros.imaging.decode import mono_to_rgb
+
 COLOR_ORDERS = ("rgb", "bgr")
 
 
@@ -38,7 +40,7 @@ class Estimator(abc.ABC):
 
     @abc.abstractmethod
     def prepare(self, image: np.ndarray, color_order: str = "rgb") -> Any:
-        """HxWx3 uint8 frame -> whatever ``flow`` needs of it (opaque to callers)."""
+        """HxWx3 uint8 frame (or HxW / HxWx1 mono8 / mono16) -> whatever ``flow`` needs of it (opaque)."""
 
     @abc.abstractmethod
     def flow(self, first: Any, second: Any) -> np.ndarray:
@@ -47,7 +49,7 @@ class Estimator(abc.ABC):
 
     def estimate(self, img1: np.ndarray, img2: np.ndarray, color_order: str = "rgb") -> np.ndarray:
         """``flow(prepare(img1), prepare(img2))`` after checking the pair."""
-        check_pair(img1, img2)
+        img1, img2 = check_pair(img1, img2)
         check_color_order(color_order)
         return self.flow(self.prepare(img1, color_order), self.prepare(img2, color_order))
 
@@ -67,24 +69,27 @@ class Estimator(abc.ABC):
             setattr(self, name, value)
 
 
-def check_image(name: str, img: np.ndarray) -> None:
-    """ValueError unless ``img`` is a non-empty HxWx3 uint8 array."""
+def check_image(name: str, img: np.ndarray) -> np.ndarray:
+    """``img`` as a non-empty HxWx3 uint8 array, else ValueError. Grey frames (HxW or HxWx1, uint8 mono8 or
+    uint16 mono16) become RGB as the node converts them (:func:`flownet_ros.imaging.decode.mono_to_rgb`)."""
     if not isinstance(img, np.ndarray):
         raise ValueError(f"{name} must be a numpy array, got {type(img).__name__}")
-    if img.dtype != np.uint8:
-        raise ValueError(f"{name} must be uint8, got {img.dtype}")
-    if img.ndim != 3 or img.shape[2] != 3:
-        raise ValueError(f"{name} must be HxWx3, got shape {img.shape}")
+    grey = img.ndim == 2 or (img.ndim == 3 and img.shape[2] == 1)
+    if img.dtype != np.uint8 and not (grey and img.dtype == np.uint16):
+        raise ValueError(f"{name} must be uint8 (or uint16 if grey), got {img.dtype}")
+    if not grey and (img.ndim != 3 or img.shape[2] != 3):
+        raise ValueError(f"{name} must be HxWx3, HxWx1 or HxW, got shape {img.shape}")
     if img.shape[0] < 1 or img.shape[1] < 1:
         raise ValueError(f"{name} is empty: shape {img.shape}")
+    return mono_to_rgb(img) if grey else img
 
 
-def check_pair(img1: np.ndarray, img2: np.ndarray) -> None:
-    """ValueError unless both are HxWx3 uint8 arrays of the same size."""
-    check_image("img1", img1)
-    check_image("img2", img2)
+def check_pair(img1: np.ndarray, img2: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """(img1, img2) as HxWx3 uint8 arrays (:func:`check_image`) of the same size, else ValueError."""
+    img1, img2 = check_image("img1", img1), check_image("img2", img2)
     if img1.shape != img2.shape:
         raise ValueError(f"image sizes differ: img1 {img1.shape[:2]} vs img2 {img2.shape[:2]}")
+    return img1, img2
 
 
 def check_color_order(color_order: str) -> None:

@@ -20,8 +20,8 @@ FARNEBACK_ARGS = (0.5, 5, 15, 3, 5, 1.2, 0)
 
 
 def to_grey(image: np.ndarray, color_order: str = "rgb") -> np.ndarray:
-    """HxWx3 uint8 RGB/BGR -> HxW uint8 luma."""
-    check_image("image", image)
+    """HxWx3 uint8 RGB/BGR (or mono, :func:`check_image`) -> HxW uint8 luma."""
+    image = check_image("image", image)
     check_color_order(color_order)
     return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY if color_order == "rgb" else cv2.COLOR_BGR2GRAY)
 
@@ -85,8 +85,7 @@ class ZeroFlowEstimator(Estimator):
     description = "zero flow"
 
     def prepare(self, image: np.ndarray, color_order: str = "rgb") -> tuple:
-        check_image("image", image)
-        return image.shape[:2]
+        return check_image("image", image).shape[:2]
 
     def flow(self, first: tuple, second: tuple) -> np.ndarray:
         return np.zeros(tuple(first) + (2,), np.float32)

@@ -76,7 +76,7 @@ class FlowEstimator(Estimator):
 
     def prepare(self, image: np.ndarray, color_order: str = "rgb") -> torch.Tensor:
         """HxWx3 uint8 -> [1,3,H,W] float32 0..255 on the device, in the network's colour order."""
-        check_image("image", image)
+        image = check_image("image", image)
         check_color_order(color_order)
         t = to_tensor(image, self.torch_device)
         return t.flip(1) if color_order != self.spec.color_order else t
@@ -116,7 +116,7 @@ class FlowEstimator(Estimator):
                        batch_size: int = 8) -> np.ndarray:
         """[N,H,W,3] uint8 pairs -> [N,H,W,2] float32 flow, ``batch_size`` pairs per forward pass."""
         imgs1, imgs2 = np.asarray(imgs1), np.asarray(imgs2)
-        if imgs1.ndim != 4:
+        if imgs1.ndim != 4 or imgs1.shape[3] != 3:
             raise ValueError(f"expected [N,H,W,3] arrays, got shape {imgs1.shape}")
         if imgs1.shape != imgs2.shape:
             raise ValueError(f"batch shapes differ: {imgs1.shape} vs {imgs2.shape}")

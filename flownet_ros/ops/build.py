@@ -8,10 +8,12 @@ toolkit are present. Where it comes from, in order:
    ``pip install`` run ``--install-into`` from setup.py when torch and a compiler are there), loaded in
    milliseconds;
 2. the cache: ``$FLOWNET_ROS_BUILD_DIR``, else ``$XDG_CACHE_HOME/flownet_ros`` or ``~/.cache/flownet_ros``,
-   one folder per library name and source digest (the sources are copied in, so every checkout or
-   installation of the same sources shares one build);
-3. compiled just in time with :func:`torch.utils.cpp_extension.load` into that cache (one time, about
-   a minute or two of one core; logged as a warning, since a node cannot work meanwhile).
+   one folder per library name and build key (:func:`build_key`: sources, torch, Python ABI, CUDA, compiler
+   and flags, never the interpreter's or venv's paths), so every checkout and venv with the same sources
+   and torch shares one build; a library found there is loaded as it is, never relinked;
+3. compiled just in time with :func:`torch.utils.cpp_extension.load` in a private folder and renamed into
+   the cache (:func:`os.replace`: a loading process never sees a half-written file); one time, about a
+   minute or two of one core, announced on stderr with the reason.
 
 ``<name>`` encodes torch, Python and CUDA versions (:func:`extension_name`). CUDA code is compiled for the
 GPU that is present unless ``TORCH_CUDA_ARCH_LIST`` says otherwise.
@@ -25,14 +27,16 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
+import json
 import logging
 import os
 import re
 import shutil
 import sys
 import sysconfig
+import tempfile
 from pathlib import Path
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 import torch
 
@@ -76,9 +80,29 @@ def prebuilt_library(with_cuda: bool) -> Optional[Path]:
 
 def needs_compile(with_cuda: bool) -> bool:
     """True when loading the extension would compile it (no prebuilt library, no cached build)."""
-    name = extension_name(with_cuda)
-    cached = cache_root() / f"{name}-{sources_digest()}" / f"{name}{_suffix()}"
-    return prebuilt_library(with_cuda) is None and not cached.is_file()
+    return prebuilt_library(with_cuda) is None and not cached_library(with_cuda).is_file()
+
+
+def build_key(with_cuda: bool) -> Dict[str, str]:
+    """Everything that changes the compiled library. Not the interpreter's, venv's or checkout's paths: the
+    library names torch's libraries without a path (they are loaded before it) and the sources are copied
+    into the cache, so one build serves every checkout and venv with the same sources and torch."""
+    return {"sources": sources_digest(), "torch": torch.__version__, "torch_git": str(torch.version.git_version),
+            "cxx11_abi": str(torch.compiled_with_cxx11_abi()), "python": sys.implementation.cache_tag,
+            "platform": sysconfig.get_platform(), "cxx": os.environ.get("CXX", "c++"),
+            "cflags": " ".join(_cflags(with_cuda)[0]), "cuda": str(torch.version.cuda) if with_cuda else "",
+            "cuda_arch": os.environ.get("TORCH_CUDA_ARCH_LIST", "") if with_cuda else ""}
+
+
+def build_dir(with_cuda: bool) -> Path:
+    """The cache folder of this build key."""
+    key = hashlib.sha1(json.dumps(build_key(with_cuda), sort_keys=True).encode()).hexdigest()[:12]
+    return cache_root() / f"{extension_name(with_cuda)}-{key}"
+
+
+def cached_library(with_cuda: bool) -> Path:
+    """Where the cache holds (or will hold) the library of this build key."""
+    return build_dir(with_cuda) / f"{extension_name(with_cuda)}{_suffix()}"
 
 
 def _suffix() -> str:
@@ -111,77 +135,114 @@ def _openmp_flags() -> List[str]:
     return ["-fopenmp"]
 
 
-@contextlib.contextmanager
-def _build_lock(build_dir: Path):
-    """Exclusive OS lock on the build folder (released by the kernel if the process dies).
+def _cflags(with_cuda: bool):
+    """(C++ flags, CUDA flags) of the build."""
+    cflags = ["/O2"] if sys.platform.startswith("win") else ["-O3"]
+    cflags += _openmp_flags()
+    if not with_cuda:
+        return cflags, []
+    return cflags + ["-DFLOWNET_ROS_WITH_CUDA"], ["-O3", "-DFLOWNET_ROS_WITH_CUDA"]
 
-    cpp_extension's own lock is a plain file that a killed build leaves behind, after which every later
-    load waits forever; holding this lock proves no build is running, so such a file is stale.
-    """
+
+@contextlib.contextmanager
+def _build_lock(folder: Path):
+    """Exclusive OS lock on a cache folder while it is built (released by the kernel if the process dies)."""
     try:
         import fcntl
-    except ImportError:  # Windows: rely on cpp_extension's lock alone
+    except ImportError:  # Windows: no lock; two simultaneous first builds both compile, the last rename wins
         yield
         return
-    with open(build_dir / ".flownet_ros_build.lock", "w", encoding="utf-8") as fh:
+    with open(folder / ".flownet_ros_build.lock", "w", encoding="utf-8") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:
-            stale = build_dir / "lock"
-            if stale.exists():
-                stale.unlink()
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def load_extension(with_cuda: bool, verbose: bool = False) -> str:
-    """Load the prebuilt library, or compile (or reuse the cached build of) the extension, into this process.
+    """Load the prebuilt library, the cached one, or compile it into the cache, into this process.
 
     Registers ``torch.ops.flownet_ros.correlation`` / ``correlation_backward`` for CPU (and CUDA when
     ``with_cuda``). Returns the shared-library path. Raises on compiler or loader errors.
     """
     lib = prebuilt_library(with_cuda)
-    if lib is not None:
-        torch.ops.load_library(str(lib))
-        return str(lib)
-    return _compile(with_cuda, verbose)
+    if lib is None:
+        lib, loaded = _cached_or_built(with_cuda, verbose)
+        if loaded:
+            return str(lib)
+    torch.ops.load_library(str(lib))
+    return str(lib)
 
 
-def _compile(with_cuda: bool, verbose: bool) -> str:
+def _cached_or_built(with_cuda: bool, verbose: bool):
+    """(the cached library of this build key, whether this process built and so already loaded it); compiled
+    under the build lock when missing."""
+    library = cached_library(with_cuda)
+    if library.is_file():  # complete by construction (renamed into place); never relinked
+        return library, False
+    folder = build_dir(with_cuda)
+    folder.mkdir(parents=True, exist_ok=True)
+    with _build_lock(folder):
+        if library.is_file():  # another process built it while this one waited
+            return library, False
+        _build(with_cuda, verbose, folder, library)
+    return library, True
+
+
+def _rebuild_reason(with_cuda: bool) -> str:
+    """Why the cache has no library for this key: what differs from the newest other build of this flavour."""
+    key = build_key(with_cuda)
+    flavour = f"flownet_ros_corr_{'cuda' if with_cuda else 'cpu'}_"
+    manifests = sorted(cache_root().glob(f"{flavour}*/build.json"), key=lambda p: p.stat().st_mtime)
+    for manifest in reversed(manifests):
+        try:
+            other = json.loads(manifest.read_text())
+        except (OSError, ValueError):
+            continue
+        changed = [k for k in key if other.get(k) != key[k]]
+        if changed:
+            return "changed since the build in " + f"{manifest.parent}: " + ", ".join(changed)
+    return f"no earlier build in {cache_root()}"
+
+
+def _build(with_cuda: bool, verbose: bool, folder: Path, library: Path) -> None:
+    """Compile (and load: cpp_extension does) in a private folder under ``folder``, then rename the library
+    into ``library``: the loaded file keeps its inode, so a later load of ``library`` is the same library."""
     from torch.utils import cpp_extension
 
     name = extension_name(with_cuda)
-    build_dir = cache_root() / f"{name}-{sources_digest()}"
-    src = build_dir / "src"
-    src.mkdir(parents=True, exist_ok=True)
-    cflags = ["/O2"] if sys.platform.startswith("win") else ["-O3"]
-    cflags += _openmp_flags()
-    cuda_flags: List[str] = []
-    if with_cuda:
-        cflags.append("-DFLOWNET_ROS_WITH_CUDA")
-        cuda_flags = ["-O3", "-DFLOWNET_ROS_WITH_CUDA"]
-    with _build_lock(build_dir):
-        for f in CPU_SOURCES + CUDA_SOURCES + HEADERS:  # stable paths: one build for every identical copy
-            if (CSRC / f).is_file() and (not (src / f).is_file() or (src / f).read_bytes() != (CSRC / f).read_bytes()):
-                shutil.copyfile(CSRC / f, src / f)
-        library = build_dir / f"{name}{_suffix()}"
-        if not library.is_file():
-            log.warning("compiling the correlation extension (one time, typically 1-2 minutes) into %s", build_dir)
-        path = cpp_extension.load(
-            name=name,
-            sources=[str(src / s) for s in CPU_SOURCES + (CUDA_SOURCES if with_cuda else ())],
+    print(f"flownet_ros: compiling the correlation extension (one time, typically 1-2 minutes) into {folder} "
+          f"({_rebuild_reason(with_cuda)})", file=sys.stderr, flush=True)
+    src = folder / "src"
+    src.mkdir(exist_ok=True)
+    for f in CPU_SOURCES + CUDA_SOURCES + HEADERS:  # the cache's own copy: stable paths, one build per key
+        if (CSRC / f).is_file():
+            shutil.copyfile(CSRC / f, src / f)
+    cflags, cuda_flags = _cflags(with_cuda)
+    for stale in folder.glob("build-*"):  # left by a killed build (this process holds the lock)
+        shutil.rmtree(stale, ignore_errors=True)
+    work = Path(tempfile.mkdtemp(prefix="build-", dir=folder))
+    try:
+        built = cpp_extension.load(
+            name=name, sources=[str(src / s) for s in CPU_SOURCES + (CUDA_SOURCES if with_cuda else ())],
             extra_cflags=cflags, extra_cuda_cflags=cuda_flags or None, extra_ldflags=_openmp_flags(),
-            extra_include_paths=[str(src)], build_directory=str(build_dir), with_cuda=with_cuda,
+            extra_include_paths=[str(src)], build_directory=str(work), with_cuda=with_cuda,
             is_python_module=False, verbose=verbose)
-    return str(path) if path else str(library)
+        os.replace(built, library)
+        (folder / "build.json").write_text(json.dumps(build_key(with_cuda), indent=1, sort_keys=True) + "\n")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def install_into(directory: Path, with_cuda: bool) -> Path:
     """Build (or reuse the cached build) and copy the library and its source digest into ``directory``."""
-    path = Path(_compile(with_cuda, verbose=False))
+    path, _ = _cached_or_built(with_cuda, verbose=False)
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / f"{extension_name(with_cuda)}{_suffix()}"
-    shutil.copyfile(path, target)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    shutil.copyfile(path, tmp)
+    os.replace(tmp, target)
     (directory / f"{extension_name(with_cuda)}.sources").write_text(sources_digest() + "\n")
     return target
 

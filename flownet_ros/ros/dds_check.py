@@ -17,9 +17,10 @@ import time
 from pathlib import Path
 
 from flownet_ros.paths import find_data_file
+from flownet_ros.ros.dds import VARIABLES as PROFILE_VARS
+from flownet_ros.ros.dds import with_profile
 
 TOPIC = "/flownet_dds_check/image"
-PROFILE_VARS = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
 
 
 def _subscriber(seconds: float, expected: int) -> None:
@@ -69,7 +70,7 @@ def measure(profile: str, count: int, width: int, height: int, rate: float) -> i
     """Images delivered with ``profile`` ('' = Fast DDS defaults)."""
     env = {k: v for k, v in os.environ.items() if k not in PROFILE_VARS}
     if profile:
-        env["FASTDDS_DEFAULT_PROFILES_FILE"] = profile
+        env = with_profile(env, profile)  # the one variable this distribution's Fast DDS reads
     me = [sys.executable, "-m", "flownet_ros.ros.dds_check"]
     duration = count / rate + 8.0
     sub = subprocess.Popen(me + ["--role", "sub", "--seconds", str(duration), "--count", str(count)], env=env,
