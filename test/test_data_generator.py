@@ -4,6 +4,7 @@ batch, occlusion-aware valid mask, motion statistics, camera effects, Flying Cha
 Uses scikit-image's photos (in its wheel), so it runs without the downloaded photo sets.
 """
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -158,3 +159,32 @@ def test_independent_of_torch_threads():
         torch.set_num_threads(before)
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
+
+
+def test_layers_name_the_independently_moving_objects():
+    """``layers=True``: front layer per pixel; a layer not 'independent' moves exactly with the background."""
+    gen = SceneGenerator(skimage_photos(), SIZE, SceneConfig(min_objects=4, max_objects=4, static_object_prob=0.5))
+    b = gen.batch(5, range(6), layers=True)
+    plain = gen.batch(5, range(6))
+    torch.testing.assert_close(b["flow"], plain["flow"], rtol=0, atol=0)
+    assert b["layer"].shape == b["valid"].shape and b["independent"].shape == (6, 5)
+    assert not b["independent"][:, 0].any() and b["independent"].any() and not b["independent"][:, 1:].all()
+    ys, xs = np.mgrid[0:SIZE[0], 0:SIZE[1]]
+    pix = np.stack([xs, ys], -1).astype(np.float64)
+    checked = {False: 0, True: 0}
+    for k in range(6):
+        layer, flow = b["layer"][k].numpy(), b["flow"][k].permute(1, 2, 0).numpy().astype(np.float64)
+        bg = layer == 0
+        if bg.sum() < 50:
+            continue
+        hom, _ = cv2.findHomography(pix[bg], pix[bg] + flow[bg], 0)  # least squares on exact points
+        for li in range(1, 5):
+            sel = layer == li
+            if sel.sum() < 20:
+                continue
+            q = np.c_[pix[sel], np.ones(int(sel.sum()))] @ hom.T
+            off = np.abs(q[:, :2] / q[:, 2:] - pix[sel] - flow[sel]).max()
+            moving = bool(b["independent"][k, li])
+            assert (off > 1e-2) if moving else (off < 1e-2), (k, li, off)
+            checked[moving] += 1
+    assert checked[False] and checked[True]

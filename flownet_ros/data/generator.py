@@ -350,9 +350,11 @@ class SceneGenerator:
         self.grid = pixel_grid(self.size, self.device)
 
     @torch.no_grad()
-    def batch(self, seed: int, indices: Sequence[int]) -> Dict[str, torch.Tensor]:
+    def batch(self, seed: int, indices: Sequence[int], layers: bool = False) -> Dict[str, torch.Tensor]:
         """Pairs (seed, i) for i in ``indices`` -> img1, img2 float [B,3,H,W] 0..255 (8-bit values),
-        flow float32 [B,2,H,W] px, valid bool [B,H,W], on the generator's device."""
+        flow float32 [B,2,H,W] px, valid bool [B,H,W], on the generator's device. With ``layers``
+        also ``layer`` long [B,H,W] (front layer of each frame-1 pixel, 0 = background) and
+        ``independent`` bool [B,L] (the layer moves other than the background: a moving object)."""
         rngs = [np.random.default_rng([int(seed), int(i)]) for i in indices]
         params = stack_scenes([sample_scene(r, self.size, self.atlas.sizes, self.config) for r in rngs],
                               self.device)
@@ -361,7 +363,12 @@ class SceneGenerator:
         img2, ids2 = render(self.atlas, layers, "inv2", params["defocus"], self.grid)
         flow, valid = flow_and_valid(params["motion"], ids1, ids2, self.grid)
         img1, img2 = camera_effects(img1, img2, rngs, self.config.camera)
-        return {"img1": torch.round(img1 * 255.0), "img2": torch.round(img2 * 255.0), "flow": flow, "valid": valid}
+        out = {"img1": torch.round(img1 * 255.0), "img2": torch.round(img2 * 255.0), "flow": flow, "valid": valid}
+        if layers:
+            motion = params["motion"]
+            out["layer"] = ids1
+            out["independent"] = (motion - motion[:, :1]).abs().flatten(2).amax(2) > 1e-6
+        return out
 
 
 def to_numpy_sample(batch: Dict[str, torch.Tensor], k: int = 0) -> Dict[str, np.ndarray]:
