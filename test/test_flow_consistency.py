@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from flownet_ros.flow.consistency import backward_at_target, fb_confidence, occlusion_from_confidence
+from flownet_ros.flow.consistency import backward_at_target, confidence, fb_confidence, occlusion_from_confidence
 from flownet_ros.flow.motion import Intrinsics
 from flownet_ros.flow.moving import CameraModel, fit_camera_model, moving_mask, residual_map
 
@@ -146,3 +146,23 @@ def test_noise_below_the_threshold_marks_nothing_and_small_blobs_are_dropped():
         moving_mask(static[..., 0])
     with pytest.raises(ValueError, match="threshold"):
         moving_mask(static, threshold=0.0)
+
+
+def test_only_trusted_flow_is_marked_moving_and_confidence_multiplies_in_the_photometric_term():
+    static = camera_flow([0.15, 0.03, 0.08], [0.004, -0.006, 0.002], depth_scene())
+    flow, gt = with_objects(static)
+    conf = np.ones((H, W), np.float32)
+    conf[90:115, 120:150] = 0.2  # the second object's flow is not trusted (e.g. a wrong match)
+    mask = moving_mask(flow, confidence=conf, min_confidence=0.7)[0] > 0
+    assert mask[20:50, 70:110].all() and not mask[90:115, 120:150].any()
+    with pytest.raises(ValueError, match="same H, W"):
+        moving_mask(flow, confidence=conf[:, :-1])
+    rng = np.random.default_rng(1)
+    img1 = rng.integers(0, 256, (H, W, 3), dtype=np.uint8)
+    fw = np.zeros((H, W, 2), np.float32)
+    img2 = img1.copy()
+    img2[:, :40] = 255 - img2[:, :40]  # consistent zero flow, but the left part changed its look
+    c = confidence(fw, fw, img1, img2, tau=20.0)
+    np.testing.assert_allclose(c[:, 40:], 1.0)
+    assert c[:, :40].mean() < 0.05
+    np.testing.assert_allclose(confidence(fw, fw, img1, img2, tau=0.0), 1.0)

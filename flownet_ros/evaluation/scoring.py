@@ -142,3 +142,27 @@ def summarize(series: Series, pairs: Optional[np.ndarray] = None) -> Dict[str, A
         "latency_ms_max": _stat(series.latency_ms, np.max),
         "pairs_nonfinite": sum(s.nonfinite_px > 0 for s in chosen),
     }
+
+
+#: Fractions of pixels removed, least confident first, at which sparsification curves are sampled.
+SPARSIFICATION_FRACTIONS = tuple(np.round(np.arange(0.0, 1.0, 0.02), 2))
+
+
+def sparsification_curve(err: np.ndarray, confidence: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Mean of ``err`` [N] over the pixels left after removing each fraction of
+    :data:`SPARSIFICATION_FRACTIONS` with the lowest ``confidence`` [N] -> [F]. Ties are broken at random
+    (``seed``) so that pixel order does not count as information. The oracle is ``confidence = -err``."""
+    err = np.asarray(err, np.float64).ravel()
+    conf = np.asarray(confidence, np.float64).ravel()
+    if err.shape != conf.shape or err.size == 0:
+        raise ValueError(f"need err and confidence of one non-zero size, got {err.shape} and {conf.shape}")
+    order = np.lexsort((np.random.default_rng(seed).random(err.size), -conf))  # most confident first
+    mean_first = np.cumsum(err[order]) / np.arange(1, err.size + 1)
+    kept = np.maximum(1, np.ceil((1.0 - np.asarray(SPARSIFICATION_FRACTIONS)) * err.size).astype(int))
+    return mean_first[kept - 1]
+
+
+def ause(err: np.ndarray, confidence: np.ndarray) -> float:
+    """Area between the sparsification curve of ``confidence`` and the oracle's, in the units of ``err``
+    (mean over :data:`SPARSIFICATION_FRACTIONS`; 0 = ranks pixels exactly as their errors)."""
+    return float(np.mean(sparsification_curve(err, confidence) - sparsification_curve(err, -np.asarray(err))))

@@ -14,10 +14,18 @@ parallax, so it is used only where it is worth its extra freedom: per frame, the
 GRIC (Torr's geometric robust information criterion) over the sampled points wins:
 
     GRIC = sum_i min(e_i^2 / sigma^2, 2 (r - d)) + ln(r) d n + ln(r n) k,
-    r = 4, sigma = threshold / 2; F: d = 3, k = 7; E: d = 3, k = 5; H: d = 2, k = 8.
+    r = 4; F: d = 3, k = 7; E: d = 3, k = 5; H: d = 2, k = 8,
 
-A pixel is moving where its residual exceeds ``threshold`` px, and it belongs to a connected region
-(8-neighbourhood) of at least ``min_blob`` x the image area.
+with the noise sigma measured: max(threshold / 2, 1.4826 median of the epipolar model's residuals below
+3 threshold), the more general model's (a fixed sigma lets the epipolar model win on mere flow noise, and it
+then absorbs moving objects).
+
+A pixel is moving where its residual exceeds max(``threshold`` px, ``rel_threshold`` |f|) (flow errors grow
+with the motion), its flow is trusted (with a per-pixel
+``confidence``, :mod:`flownet_ros.flow.consistency`: at least ``min_confidence``; only trusted pixels are
+sampled for the fit), and it belongs to a connected region (8-neighbourhood) of at least ``min_blob`` x the
+image area. Without the confidence, a region where the flow is wrong (repeated texture, occlusions) looks
+exactly like a moving object.
 """
 
 from __future__ import annotations
@@ -32,6 +40,10 @@ from flownet_ros.flow.motion import Intrinsics, sample_flow
 
 __all__ = ["CameraModel", "fit_camera_model", "model_residual", "residual_map", "moving_mask", "gric"]
 
+THRESHOLD_PX = 1.0  # residual above which a pixel moves by itself (docs/evaluation.md)
+MIN_BLOB = 0.005  # smallest moving region, fraction of the image
+REL_THRESHOLD = 0.05  # of the flow magnitude
+MIN_CONFIDENCE = 0.7  # a pixel is marked moving only where its flow is at least this trusted
 MODELS = ("homography", "fundamental", "essential", "none")
 _DIMS = {"homography": (2, 8), "fundamental": (3, 7), "essential": (3, 5)}  # (d, k) of GRIC
 
@@ -94,52 +106,74 @@ def _candidates(x1: np.ndarray, x2: np.ndarray, threshold: float, intrinsics: Op
     return out
 
 
-def fit_camera_model(flow: np.ndarray, threshold: float = 1.0, intrinsics: Optional[Intrinsics] = None,
-                     max_points: int = 2048, seed: int = 0) -> CameraModel:
-    """Fit both models to a grid sample of HxWx2 ``flow`` (px) and keep the one with the lower GRIC."""
+def fit_camera_model(flow: np.ndarray, threshold: float = THRESHOLD_PX, intrinsics: Optional[Intrinsics] = None,
+                     valid: Optional[np.ndarray] = None, max_points: int = 2048, seed: int = 0) -> CameraModel:
+    """Fit both models to a grid sample of HxWx2 ``flow`` (px; ``valid`` [H,W] bool pixels only) and keep
+    the one with the lower GRIC."""
     if not threshold > 0:
         raise ValueError(f"threshold must be > 0 px, got {threshold}")
-    x, y, u, v = sample_flow(flow, max_points=max_points)
+    x, y, u, v = sample_flow(flow, valid, max_points=max_points)
     x1 = np.stack([x, y], axis=1).astype(np.float32)
     x2 = np.stack([x + u, y + v], axis=1).astype(np.float32)
     best = CameraModel("none", np.zeros((3, 3)), 0.0, float("inf"), len(x))
     if len(x) < 16:
         return best
     cv2.setRNGSeed(seed)
-    for kind, m in _candidates(x1, x2, threshold, intrinsics):
-        e = model_residual(kind, m, x1.astype(np.float64), x2.astype(np.float64))
+    fits = [(kind, m, model_residual(kind, m, x1.astype(np.float64), x2.astype(np.float64)))
+            for kind, m in _candidates(x1, x2, threshold, intrinsics)]
+    sigma = threshold / 2.0
+    for kind, _, e in fits:
+        if kind != "homography" and (e < 3 * threshold).any():
+            sigma = max(sigma, 1.4826 * float(np.median(e[e < 3 * threshold])))
+    for kind, m, e in fits:
         e2 = np.where(np.isfinite(e), e * e, np.inf)
-        g = gric(e2, threshold / 2.0, kind)
+        g = gric(e2, sigma, kind)
         if g < best.gric:
             best = CameraModel(kind, m, float(np.mean(e2 <= threshold * threshold)), g, len(x))
     return best
 
 
 def residual_map(flow: np.ndarray, model: CameraModel) -> np.ndarray:
-    """Residual [H,W] float32 px of every pixel's flow under ``model`` (0 for 'none', inf where NaN flow)."""
+    """Residual [H,W] float32 px of every pixel's flow under ``model`` (0 for 'none', inf where NaN flow).
+
+    The same formulas as :func:`model_residual`, written on the pixel grid (x as a row, y as a column)."""
     h, w = flow.shape[:2]
     if model.kind == "none":
         return np.zeros((h, w), np.float32)
-    ys, xs = np.mgrid[0:h, 0:w]
-    x1 = np.stack([xs.ravel(), ys.ravel()], axis=1).astype(np.float64)
-    x2 = x1 + flow.reshape(-1, 2).astype(np.float64)
-    e = model_residual(model.kind, model.matrix, x1, x2)
-    return np.where(np.isfinite(e), e, np.inf).reshape(h, w).astype(np.float32)
+    m = np.asarray(model.matrix, np.float64)
+    x, y = np.arange(w, dtype=np.float64)[None, :], np.arange(h, dtype=np.float64)[:, None]
+    x2, y2 = x + flow[..., 0], y + flow[..., 1]
+    a, b, c = (m[k, 0] * x + m[k, 1] * y + m[k, 2] for k in range(3))  # M [x, y, 1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if model.kind == "homography":
+            e = np.hypot(a / c - x2, b / c - y2)
+        else:
+            l1x, l1y = m[0, 0] * x2 + m[1, 0] * y2 + m[2, 0], m[0, 1] * x2 + m[1, 1] * y2 + m[2, 1]  # F^T x2
+            e = np.abs(x2 * a + y2 * b + c) / np.sqrt(a * a + b * b + l1x * l1x + l1y * l1y)
+    return np.where(np.isfinite(e), e, np.inf).astype(np.float32)
 
 
-def moving_mask(flow: np.ndarray, threshold: float = 1.0, min_blob: float = 0.005,
-                intrinsics: Optional[Intrinsics] = None, model: Optional[CameraModel] = None
+def moving_mask(flow: np.ndarray, threshold: float = THRESHOLD_PX, min_blob: float = MIN_BLOB,
+                intrinsics: Optional[Intrinsics] = None, confidence: Optional[np.ndarray] = None,
+                min_confidence: float = MIN_CONFIDENCE, rel_threshold: float = REL_THRESHOLD,
+                model: Optional[CameraModel] = None
                 ) -> Tuple[np.ndarray, CameraModel]:
     """-> (mono8 [H,W] uint8, 255 = moving, and the camera model used) for HxWx2 ``flow`` px.
 
-    ``threshold`` px on the residual, ``min_blob`` fraction of the image area (module doc); ``model``
-    skips the fit (e.g. fitted once for several thresholds)."""
+    ``threshold`` px and ``rel_threshold`` (of |f|) on the residual, ``min_blob`` fraction of the image area,
+    ``confidence`` [H,W] in [0, 1] or None (module doc); ``model`` skips the fit (fitted once, reused)."""
     flow = np.asarray(flow, np.float32)
     if flow.ndim != 3 or flow.shape[2] != 2:
         raise ValueError(f"flow must be HxWx2, got shape {flow.shape}")
-    model = model or fit_camera_model(flow, threshold, intrinsics)
-    cand = (residual_map(flow, model) > threshold).astype(np.uint8)
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(cand, connectivity=8)
+    trusted = None if confidence is None else np.asarray(confidence) >= min_confidence
+    if trusted is not None and trusted.shape != flow.shape[:2]:
+        raise ValueError(f"confidence {trusted.shape} and flow {flow.shape} must have the same H, W")
+    model = model or fit_camera_model(flow, threshold, intrinsics, trusted)
+    limit = np.maximum(np.float32(threshold), np.float32(rel_threshold) * np.linalg.norm(flow, axis=2))
+    cand = residual_map(flow, model) > limit
+    if trusted is not None:
+        cand &= trusted
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(cand.astype(np.uint8), connectivity=8)
     keep = stats[:, cv2.CC_STAT_AREA] >= min_blob * flow.shape[0] * flow.shape[1]
     keep[0] = False  # label 0: the background of the candidate image
     return np.where(keep[labels], 255, 0).astype(np.uint8), model

@@ -98,15 +98,20 @@ def photometric_error(img1: np.ndarray, img2: np.ndarray, flow: np.ndarray,
     """Mean absolute difference (0..255 units, over pixels and channels) between ``img1`` and
     ``img2`` warped back by ``flow``, over pixels whose target lies inside the image (and
     ``valid``, [H,W] bool, when given). NaN when no pixel qualifies."""
-    img1 = np.asarray(img1)
     flow = np.asarray(flow, dtype=np.float32)
-    if img1.shape != np.asarray(img2).shape:
-        raise ValueError(f"image shapes differ: {img1.shape} vs {np.asarray(img2).shape}")
-    warped = warp_backward(img2, flow)
+    diff = photometric_residual(img1, img2, flow)
     mask = inside_mask(flow)
     if valid is not None:
         mask &= np.asarray(valid, dtype=bool)
     if not mask.any():
         return float("nan")
-    diff = np.abs(warped - img1.astype(np.float32))
     return float(diff[mask].mean(dtype=np.float64))
+
+
+def photometric_residual(img1: np.ndarray, img2: np.ndarray, flow: np.ndarray) -> np.ndarray:
+    """[H,W] float32 |img1 - img2 warped back by flow| (0..255 units), the mean over channels."""
+    img1 = np.asarray(img1)
+    if img1.shape != np.asarray(img2).shape:
+        raise ValueError(f"image shapes differ: {img1.shape} vs {np.asarray(img2).shape}")
+    diff = np.abs(warp_backward(img2, flow) - img1.astype(np.float32))
+    return diff.mean(axis=2, dtype=np.float32) if diff.ndim == 3 else diff
