@@ -11,9 +11,11 @@ b_w(x) = b(x + f(x)) (bilinear, :func:`backward_at_target`), the squared mismatc
 * occluded: ``d2 > tol``, or x + f(x) leaves the image (the check cannot be made there);
 * forward-backward confidence: ``exp(-d2 / tol)`` in (0, 1], 0 where x + f(x) leaves the image; the
   occlusion test is ``fb_confidence < exp(-1)``;
-* confidence (what the node publishes): the forward-backward confidence times a photometric term,
-  ``exp(-d2 / tol) * exp(-e / tau)`` with e = |I1(x) - I2(x + f(x))| (grey levels, mean over channels):
-  a consistent match of different-looking pixels is not trusted either.
+* with a photometric term: ``exp(-d2 / tol) * exp(-e / tau)`` with e = |I1(x) - I2(x + f(x))| (grey levels,
+  mean over channels): a consistent match of different-looking pixels is not trusted either. The node's
+  ~/confidence leaves it out by default (it ranked errors worse on the real-image set); the trust that
+  ~/moving requires includes it (without it, consistent wrong matches on repeated texture look like
+  moving objects).
 
 Defaults a = 0.05, c = 2 px^2, tau = 20 grey levels, chosen by measurement on generated pairs and the real
 set (docs/evaluation.md): the usual a = 0.01, c = 0.5 (Sundaram et al. 2010, Meister et al. 2018) marks
@@ -29,12 +31,13 @@ import numpy as np
 
 from flownet_ros.flow.warping import inside_mask, photometric_residual, sample_points
 
-__all__ = ["OCCLUSION_ALPHA", "OCCLUSION_BETA", "PHOTO_TAU", "backward_at_target", "fb_mismatch",
-           "fb_confidence", "occlusion_from_confidence", "confidence"]
+__all__ = ["OCCLUSION_ALPHA", "OCCLUSION_BETA", "PHOTO_TAU", "CONFIDENCE_TAU", "backward_at_target", "fb_mismatch",
+           "fb_confidence", "occlusion_from_confidence", "confidence", "consistency_maps", "with_photometric"]
 
 OCCLUSION_ALPHA = 0.05  # a: tolerance per px^2 of motion
 OCCLUSION_BETA = 2.0  # c: px^2, tolerance at zero motion
-PHOTO_TAU = 20.0  # tau: grey levels of the photometric term
+PHOTO_TAU = 20.0  # tau: grey levels of the photometric term (of the moving mask's trust)
+CONFIDENCE_TAU = 0.0  # tau of the published confidence: none (docs/evaluation.md)
 
 
 def _check(forward: np.ndarray, backward: np.ndarray) -> None:
@@ -79,11 +82,22 @@ def occlusion_from_confidence(confidence: np.ndarray) -> np.ndarray:
     return np.where(np.asarray(confidence) < np.exp(-1.0), 255, 0).astype(np.uint8)
 
 
+def consistency_maps(forward: np.ndarray, backward: np.ndarray, img1: np.ndarray, img2: np.ndarray,
+                     alpha: float = OCCLUSION_ALPHA, beta: float = OCCLUSION_BETA
+                     ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """-> (forward-backward confidence [H,W] float32, occlusion mono8 [H,W] uint8 0/255, photometric residual
+    e [H,W] float32 grey levels) of the module doc. ``img1``, ``img2`` HxWx3 of the pair (one channel order)."""
+    fb = fb_confidence(forward, backward, alpha, beta)
+    return fb, occlusion_from_confidence(fb), photometric_residual(img1, img2, forward)
+
+
+def with_photometric(fb: np.ndarray, residual: np.ndarray, tau: float) -> np.ndarray:
+    """``fb`` * exp(-``residual`` / ``tau``) [H,W] float32; ``fb`` itself for tau <= 0."""
+    return fb * np.exp(-residual / np.float32(tau)) if tau > 0 else fb
+
+
 def confidence(forward: np.ndarray, backward: np.ndarray, img1: np.ndarray, img2: np.ndarray,
                alpha: float = OCCLUSION_ALPHA, beta: float = OCCLUSION_BETA, tau: float = PHOTO_TAU) -> np.ndarray:
-    """[H,W] float32 in [0, 1]: ``fb_confidence`` times exp(-photometric residual / ``tau``) (module doc);
-    ``img1``, ``img2`` HxWx3 of the pair (any channel order, the same for both); tau <= 0: no photometric term."""
-    conf = fb_confidence(forward, backward, alpha, beta)
-    if tau > 0:
-        conf *= np.exp(-photometric_residual(img1, img2, forward) / np.float32(tau))
-    return conf
+    """[H,W] float32 in [0, 1]: ``fb_confidence`` times exp(-photometric residual / ``tau``) (module doc)."""
+    fb, _, residual = consistency_maps(forward, backward, img1, img2, alpha, beta)
+    return with_photometric(fb, residual, tau)

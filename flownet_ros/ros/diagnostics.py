@@ -13,7 +13,7 @@ import time
 from typing import Dict, List, Optional
 
 COUNTERS = ("received", "rejected", "refused_size", "dropped", "processed", "published", "resets", "errors", "idle",
-            "color_skipped", "motion_skipped", "nonfinite", "refused_work", "decoder_messages")
+            "color_skipped", "motion_skipped", "nonfinite", "refused_work", "decoder_messages", "backward_flows")
 SLOW_DECODE_S = 1.0  # one frame's decoding above this is reported (a VGA JPEG takes milliseconds)
 
 
@@ -24,7 +24,8 @@ class FlowStats:
     nobody subscribes to any output), color_skipped / motion_skipped (colour coding / motion fit not
     computed because nobody subscribes to them), nonfinite (pairs whose flow had NaN/inf values: not
     published), refused_work (compressed images refused for their decoding work: JPEGs with too many
-    scans), decoder_messages (lines libjpeg / libpng printed while decoding: captured, logged throttled).
+    scans), decoder_messages (lines libjpeg / libpng printed while decoding: captured, logged throttled),
+    backward_flows (pairs whose backward flow was computed, for ~/confidence, ~/occlusion or ~/moving).
     ``decoding()`` / ``decoded()`` bracket the decoding of a frame: the longest decode of the
     period, or the one still running, is reported."""
 
@@ -190,6 +191,7 @@ def make_status(report: Dict[str, float], name: str, hardware_id: str, info: Dic
         "frames_idle": report["idle"],
         "color_skipped": report["color_skipped"],
         "motion_skipped": report["motion_skipped"],
+        "backward_flows": report["backward_flows"],
         "max_frames_behind": report["max_frames_behind"],
         "motion_inlier_fraction": report["motion_inlier_fraction"],
     }

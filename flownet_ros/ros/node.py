@@ -58,6 +58,7 @@ except ImportError:  # Humble
 from flownet_ros.flow.motion import intrinsics_from_k
 from flownet_ros.imaging.decode import (
     ImageConversionError,
+    array_to_image_msg,
     check_raw,
     compressed_msg_to_rgb,
     image_msg_to_rgb,
@@ -156,6 +157,7 @@ class FlowNode(Node):
         self.stats = FlowStats()
         self.settings = PipelineSettings(self.cfg["publish_color"], self.cfg["color_max_flow"],
                                          self.cfg["publish_motion"], self.cfg["motion_threshold"])
+        self._apply_consistency_settings()
         self.pairer = FramePairer(self.cfg["max_frame_gap"])
         self.pipeline = FlowPipeline(self.estimator, self.pairer, self.settings, self._intrinsics, self._on_reset)
         self._camera: Optional[CameraInfo] = None
@@ -216,6 +218,10 @@ class FlowNode(Node):
         self.pub_color = self.create_publisher(Image, "~/flow_color", out_qos)
         self.pub_motion = self.create_publisher(TwistStamped, "~/motion", out_qos)
         self.pub_pair = self.create_publisher(TimeReference, "~/flow_pair", out_qos)
+        self.pub_confidence = self.create_publisher(Image, "~/confidence", out_qos)
+        self.pub_occlusion = self.create_publisher(Image, "~/occlusion", out_qos)
+        self.pub_moving = self.create_publisher(Image, "~/moving", out_qos)
+        self._camera_model = None  # the last moving-mask fit, for diagnostics
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
 
     def _subscribe_when_ready(self) -> None:
@@ -322,13 +328,23 @@ class FlowNode(Node):
         s.publish_color, s.color_max_flow = self.cfg["publish_color"], self.cfg["color_max_flow"]
         s.publish_motion, s.motion_threshold = self.cfg["publish_motion"], self.cfg["motion_threshold"]
         self.pairer.max_gap_s = self.cfg["max_frame_gap"]
+        self._apply_consistency_settings()
         self.estimator.configure(**runtime_settings(self.estimator, self.cfg))
+
+    def _apply_consistency_settings(self) -> None:
+        """Parameters of ~/confidence, ~/occlusion and ~/moving -> the pipeline's settings."""
+        for name in ("occlusion_alpha", "occlusion_beta", "confidence_tau", "moving_threshold", "moving_min_blob",
+                     "moving_min_confidence", "moving_tau"):
+            setattr(self.settings, name, float(self.cfg[name]))
 
     def _publish_diagnostics(self) -> None:
         info = {"backend": self.spec.backend, "refine": self.spec.refine, "device": self.estimator.device,
                 "model": self.estimator.description,
                 "input_topic": self.input_topic, "queue_depth": str(len(self.queue)),
                 "cpu_threads": str(self.cpu_threads), "max_pixels": str(self.cfg["max_pixels"])}
+        model = self._camera_model
+        if model is not None:  # ~/moving's camera-motion fit (last pair)
+            info.update(moving_camera_model=model.kind, moving_inlier_fraction=f"{model.inlier_fraction:.3f}")
         status = make_status(self.stats.report(), f"{self.get_fully_qualified_name()}: optical flow",
                              f"{self.cfg['backend']}@{self.estimator.device}", info, self.starting)
         self.pub_diag.publish(DiagnosticArray(header=Header(stamp=self.get_clock().now().to_msg()), status=[status]))
@@ -363,13 +379,15 @@ class FlowNode(Node):
         """What someone listens to now (image_pipeline's lazy style); skipped work is counted."""
         color = self.cfg["publish_color"] and self.pub_color.get_subscription_count() > 0
         motion = self.cfg["publish_motion"] and self.pub_motion.get_subscription_count() > 0
-        flow = color or motion or self.pub_flow.get_subscription_count() > 0 or \
+        confidence = self.pub_confidence.get_subscription_count() + self.pub_occlusion.get_subscription_count() > 0
+        moving = self.pub_moving.get_subscription_count() > 0
+        flow = color or motion or confidence or moving or self.pub_flow.get_subscription_count() > 0 or \
             self.pub_pair.get_subscription_count() > 0
         self.stats.idle(not flow)
         if flow:
             self.stats.count("color_skipped", int(self.cfg["publish_color"] and not color))
             self.stats.count("motion_skipped", int(self.cfg["publish_motion"] and not motion))
-        return Wanted(flow, color, motion)
+        return Wanted(flow, color, motion, confidence, moving)
 
     def _work(self, item: Pending) -> None:
         if self._closing:
@@ -454,6 +472,13 @@ class FlowNode(Node):
             m.twist.linear.x, m.twist.linear.y, m.twist.linear.z = r.motion.linear
             m.twist.angular.x, m.twist.angular.y, m.twist.angular.z = r.motion.angular
             self.pub_motion.publish(m)
+        for pub, image, encoding in ((self.pub_confidence, r.confidence, "32FC1"),
+                                     (self.pub_occlusion, r.occlusion, "mono8"), (self.pub_moving, r.moving, "mono8")):
+            if image is not None and pub.get_subscription_count() > 0:
+                pub.publish(array_to_image_msg(image, encoding, header))
+        if r.camera_model is not None:
+            self._camera_model = r.camera_model
+        self.stats.count("backward_flows", int(r.confidence is not None))
         self.pub_pair.publish(TimeReference(header=header, time_ref=r.older.header.stamp, source="previous_frame"))
         latency = (self.get_clock().now().nanoseconds - r.newer.stamp_ns) * 1e-9
         self.stats.output(latency, r.inference_s, r.motion.fit.inlier_fraction if r.motion else None)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Optional
 
+from flownet_ros.flow import consistency, moving
 from flownet_ros.imaging.limits import DEFAULT_MAX_PIXELS, MAX_SIDE
 from flownet_ros.inference.backends import BACKENDS, NODE_BACKENDS
 from flownet_ros.inference.classic import DIS_PRESETS
@@ -87,6 +88,23 @@ PARAMS = (
               "someone subscribes)."),
     ParamSpec("motion_threshold", 1.0, "Inlier threshold of the motion fit in pixels (raised to 5 % of the "
               "median flow magnitude).", float_range=(0.01, 100.0)),
+    ParamSpec("occlusion_alpha", consistency.OCCLUSION_ALPHA, "~/occlusion marks a pixel where |f + b(x+f)|^2 > "
+              "a (|f|^2 + |b(x+f)|^2) + c (forward flow f, backward flow b): this is a.", float_range=(0.0, 10.0)),
+    ParamSpec("occlusion_beta", consistency.OCCLUSION_BETA, "c of the occlusion test (px^2); ~/confidence is "
+              "exp(-|f + b(x+f)|^2 / (a (...) + c)) times the photometric term.", float_range=(0.01, 1000.0)),
+    ParamSpec("confidence_tau", consistency.CONFIDENCE_TAU, "~/confidence times the photometric term "
+              "exp(-|I1(x) - I2(x+f)| / tau), tau in grey levels; 0 = forward-backward consistency alone (ranks "
+              "flow errors better on the real-image set, docs/evaluation.md).", float_range=(0.0, 1000.0)),
+    ParamSpec("moving_threshold", moving.THRESHOLD_PX, "~/moving marks pixels whose flow the fitted camera motion "
+              "misses by more than this many pixels (raised to 5 % of the flow magnitude).",
+              float_range=(0.01, 100.0)),
+    ParamSpec("moving_min_blob", moving.MIN_BLOB, "Smallest region ~/moving marks, as a fraction of the image.",
+              float_range=(0.0, 1.0)),
+    ParamSpec("moving_min_confidence", moving.MIN_CONFIDENCE, "~/moving marks only pixels whose forward-backward "
+              "confidence times exp(-|I1(x) - I2(x+f)| / moving_tau) is at least this (a wrong flow looks like a "
+              "moving object).", float_range=(0.0, 1.0)),
+    ParamSpec("moving_tau", consistency.PHOTO_TAU, "Photometric term of the trust ~/moving requires, grey levels "
+              "(0 = none).", float_range=(0.0, 1000.0)),
     ParamSpec("use_camera_info", True, "Subscribe 'camera_info' and report rotation rates about the camera x/y "
               "axes in ~/motion angular.x/y.", True),
     ParamSpec("diagnostics_period", 1.0, "Seconds between /diagnostics messages.", True, float_range=(0.1, 60.0)),

@@ -3,7 +3,8 @@
 Each frame is prepared for the estimator once (uploaded to the GPU, converted to grey, ...) and kept
 for the next pair; the flow comes to the host once per pair. What is computed follows ``Wanted``
 (the node derives it from its subscriber counts, as image_pipeline's nodes do): no flow at all when
-nobody listens, no colour coding or motion fit when nobody wants those.
+nobody listens, no colour coding or motion fit when nobody wants those, and the backward flow (for
+confidence, occlusion and the moving-object mask) only while someone wants one of those.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any, Callable, Dict, Optional
 
 import numpy as np
 
+from flownet_ros.flow import consistency, moving
 from flownet_ros.flow.colour import flow_to_color
 from flownet_ros.flow.motion import GlobalMotion, Intrinsics, fit_motion
 from flownet_ros.inference.base import Estimator
@@ -35,6 +37,13 @@ class PipelineSettings:
     color_max_flow: float = 0.0  # px; 0 = automatic per frame
     publish_motion: bool = True
     motion_threshold: float = 1.0  # px, inlier threshold of the motion fit
+    occlusion_alpha: float = consistency.OCCLUSION_ALPHA  # a of the occlusion test
+    occlusion_beta: float = consistency.OCCLUSION_BETA  # c of the occlusion test, px^2
+    confidence_tau: float = consistency.CONFIDENCE_TAU  # grey levels of ~/confidence's photometric term (0: none)
+    moving_tau: float = consistency.PHOTO_TAU  # grey levels of the photometric term of the moving mask's trust
+    moving_threshold: float = moving.THRESHOLD_PX  # px, residual above which a pixel moves by itself
+    moving_min_blob: float = moving.MIN_BLOB  # smallest moving region, fraction of the image
+    moving_min_confidence: float = moving.MIN_CONFIDENCE  # moving only where the flow is this trusted
 
 
 @dataclass(frozen=True)
@@ -44,6 +53,8 @@ class Wanted:
     flow: bool = True  # the flow itself (and everything derived from it)
     color: bool = True
     motion: bool = True
+    confidence: bool = False  # confidence and occlusion (they need the backward flow)
+    moving: bool = False  # the moving-object mask (needs the confidence)
 
 
 @dataclass
@@ -57,6 +68,10 @@ class FlowResult:
     motion: Optional[GlobalMotion]  # None when not wanted or dt <= 0
     inference_s: float  # flow computation time (preparation of the newer frame included)
     info: Dict[str, Any] = field(default_factory=dict)  # the estimator's account (adaptive: which path ran)
+    confidence: Optional[np.ndarray] = None  # HxW float32 [0, 1], None when not wanted
+    occlusion: Optional[np.ndarray] = None  # HxW uint8 0/255
+    moving: Optional[np.ndarray] = None  # HxW uint8 0/255
+    camera_model: Optional[moving.CameraModel] = None  # the fit behind ``moving``
 
     @property
     def dt(self) -> float:
@@ -108,4 +123,20 @@ class FlowPipeline:
         if s.publish_motion and wanted.motion and result.dt > 0:
             h, w = frame.size
             result.motion = fit_motion(flow, result.dt, self.intrinsics(w, h), threshold=s.motion_threshold)
+        if wanted.confidence or wanted.moving:
+            self._consistency(result, first, wanted.moving)
         return result
+
+    def _consistency(self, r: FlowResult, first: Any, with_moving: bool) -> None:
+        """Backward flow with the same estimator (frames already prepared), then confidence, occlusion and,
+        with ``with_moving``, the moving-object mask (flownet_ros.flow.consistency / .moving)."""
+        s = self.settings
+        backward = self.estimator.flow(r.newer.cache[PREPARED], first)
+        fb, r.occlusion, residual = consistency.consistency_maps(
+            r.flow, backward, r.older.image, r.newer.image, s.occlusion_alpha, s.occlusion_beta)
+        r.confidence = consistency.with_photometric(fb, residual, s.confidence_tau)
+        if with_moving:
+            h, w = r.newer.size
+            r.moving, r.camera_model = moving.moving_mask(
+                r.flow, s.moving_threshold, s.moving_min_blob, self.intrinsics(w, h),
+                consistency.with_photometric(fb, residual, s.moving_tau), s.moving_min_confidence)
