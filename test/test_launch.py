@@ -297,10 +297,11 @@ def test_rviz_config_follows_namespace_and_image(repo):
     cfg = yaml.safe_load(rviz_config(template, "/front/image_raw", "front"))
     topics = {d["Name"]: d["Topic"]["Value"] for d in cfg["Visualization Manager"]["Displays"]}
     assert topics == {"Camera": "/front/image_raw", "Flow": "/front/flownet/flow_color",
-                      "Motion": "/front/flownet/motion"}
+                      "Motion": "/front/flownet/motion", "Confidence": "/front/flownet/confidence",
+                      "Moving": "/front/flownet/moving"}
     default = yaml.safe_load(rviz_config(template, "/camera/image_raw", ""))
     assert {d["Topic"]["Value"] for d in default["Visualization Manager"]["Displays"]} == {
-        "/camera/image_raw", "/flownet/flow_color", "/flownet/motion"}
+        "/camera/image_raw", "/flownet/flow_color", "/flownet/motion", "/flownet/confidence", "/flownet/moving"}
     assert resolve("image_raw", "front") == "/front/image_raw" and resolve("/abs", "front") == "/abs"
     displays = cfg["Visualization Manager"]["Displays"]
     assert all(d["Topic"]["Reliability Policy"] == "Best Effort" for d in displays)  # any camera QoS

@@ -635,4 +635,3 @@ def test_compiling_at_start_is_reported_and_images_wait_for_it(client, ckpt, tmp
         assert (tmp_path / "empty_cache").is_dir() and "ready after" in node.log()
     finally:
         assert node.stop() == 0, node.log()[-4000:]
-

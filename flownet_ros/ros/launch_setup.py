@@ -43,10 +43,11 @@ def resolve(topic: str, namespace: str) -> str:
 
 
 def rviz_config(template: str, image: str, namespace: str, node_name: str = "flownet") -> str:
-    """The RViz config ``template`` with the camera, flow colour and motion topics of this launch."""
+    """The RViz config ``template`` with the camera topic and the node's output topics of this launch."""
     ns = "/" + namespace.strip("/") if namespace.strip("/") else ""
-    topics = {"/camera/image_raw": resolve(image, namespace), "/flownet/flow_color": f"{ns}/{node_name}/flow_color",
-              "/flownet/motion": f"{ns}/{node_name}/motion"}
+    topics = {"/camera/image_raw": resolve(image, namespace),
+              **{f"/flownet/{out}": f"{ns}/{node_name}/{out}" for out in ("flow_color", "motion", "confidence",
+                                                                            "moving")}}
     for old, new in topics.items():
         template = re.sub(rf"(Value:\s*){re.escape(old)}\s*$", rf"\g<1>{new}", template, flags=re.MULTILINE)
     return template
