@@ -31,7 +31,14 @@ import numpy as np
 
 from flownet_ros.evaluation import render
 from flownet_ros.evaluation.scoring import SPARSIFICATION_FRACTIONS, ause, sparsification_curve
-from flownet_ros.flow.consistency import PHOTO_TAU, confidence, fb_confidence, fb_mismatch, occlusion_from_confidence
+from flownet_ros.flow.consistency import (
+    PHOTO_TAU,
+    confidence,
+    consistency_maps,
+    fb_confidence,
+    fb_mismatch,
+    with_photometric,
+)
 from flownet_ros.flow.metrics import epe_map
 from flownet_ros.flow.moving import MIN_BLOB, MIN_CONFIDENCE, THRESHOLD_PX, moving_mask
 from flownet_ros.flow.warping import photometric_residual
@@ -91,8 +98,8 @@ def real_part(args, estimators) -> Dict[str, object]:
             r["curve oracle"].append(sparsification_curve(err, -err).tolist())
             r["epe"].append(float(err.mean()))
             t0 = time.perf_counter()
-            conf = confidence(fw, bw, s["img1"], s["img2"], tau=args.tau)
-            occ = occlusion_from_confidence(fb_confidence(fw, bw))
+            fb, occ, residual = consistency_maps(fw, bw, s["img1"], s["img2"])  # as the node computes them
+            conf = with_photometric(fb, residual, args.tau)  # the moving mask's trust
             t1 = time.perf_counter()
             mov, model = moving_mask(fw, args.threshold, args.min_blob, confidence=conf,
                                      min_confidence=args.min_confidence)
