@@ -145,11 +145,17 @@ def test_offline_mode_and_dis_baseline(sample, tmp_path):
         assert math.isfinite(col["epe"]) and math.isfinite(col["photometric_error"])
     assert dis["epe"] < zero["epe"]  # DIS does track the synthetic motion
     assert "dis" in dis["method"] and (tmp_path / "rep" / "strip.png").is_file()
+    # ~/confidence and ~/moving of the main flow: the per-frame moving fraction is recorded and quoted
+    fractions = [r["moving_fraction"] for r in rep["per_frame"]]
+    assert len(fractions) == N - 1 and all(0.0 <= f <= 1.0 for f in fractions)
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "moving objects" in md and f"{100 * max(fractions):.2f} %" in md
     # the same from the command line, the network run both ways
     assert main([str(bag), "--offline", "--backend", "flownet", "--checkpoint", str(tmp_path / "tiny.pt"),
                  "--device", "cpu", "--refine", "none", "--bidirectional", "--out", str(tmp_path / "cli"),
-                 "--quiet"]) == 0
-    assert "bidirectional" in json.loads((tmp_path / "cli" / "report.json").read_text())["estimator"]
+                 "--quiet", "--no-consistency"]) == 0
+    cli = json.loads((tmp_path / "cli" / "report.json").read_text())
+    assert "bidirectional" in cli["estimator"] and "moving_fraction" not in cli["per_frame"][0]
 
 
 def test_offline_default_is_the_nodes_adaptive_path_reported_per_frame(sample, tmp_path):

@@ -127,14 +127,16 @@ def accuracy_plot(path: Path, t: np.ndarray, series: Sequence[Series]) -> None:
 
 
 def strip_plot(path: Path, strip: List[Dict[str, Any]], rows: Sequence[Tuple[str, str]]) -> None:
-    """Grid of frames (row ``img``) and colour-coded flows (other rows: (label, key) of each entry),
-    one column per entry of ``strip``; flows of a column share one colour scale."""
+    """Grid of frames (row ``img``), colour-coded flows (HxWx2 entries), RGB images (HxWx3 uint8) and maps in
+    [0, 1] (HxW, grey); rows are (label, key) of each entry, one column per entry of ``strip``; flows of a
+    column share one colour scale."""
     from flownet_ros.flow.colour import flow_to_color
 
     plt = _pyplot()
     fig, axes = plt.subplots(len(rows), len(strip), figsize=(2.4 * len(strip), 1.9 * len(rows)), squeeze=False)
     for j, s in enumerate(strip):
-        fields = [s[key] for _, key in rows if key != "img" and s.get(key) is not None]
+        fields = [s[key] for _, key in rows if s.get(key) is not None and np.ndim(s[key]) == 3
+                  and np.shape(s[key])[2] == 2]
         mags = [float(np.nanmax(np.hypot(f[..., 0], f[..., 1]))) for f in fields]
         max_flow = max([m for m in mags if np.isfinite(m)] + [1e-3])
         for i, (label, key) in enumerate(rows):
@@ -144,12 +146,16 @@ def strip_plot(path: Path, strip: List[Dict[str, Any]], rows: Sequence[Tuple[str
             img = s.get(key)
             if img is None:
                 ax.text(0.5, 0.5, "no output", ha="center", va="center", transform=ax.transAxes)
+            elif img.ndim == 2:
+                ax.imshow(img, cmap="gray", vmin=0.0, vmax=1.0)
             else:
-                ax.imshow(img if key == "img" else flow_to_color(img, max_flow=max_flow))
+                ax.imshow(flow_to_color(img, max_flow=max_flow) if img.shape[2] == 2 else img)
             if j == 0:
                 ax.set_ylabel(label, fontsize=8)
             if i == 0:
-                ax.set_title(f"frame {s['index']}", fontsize=8)
+                moving = s.get("moving_fraction")
+                ax.set_title(f"frame {s['index']}" + (f", moving {100 * moving:.1f} %" if moving is not None else ""),
+                             fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)

@@ -26,6 +26,8 @@ from flownet_ros.evaluation import render
 from flownet_ros.evaluation.bagio import RATE_KEY, WALL_SPAN_KEY, BagError
 from flownet_ros.evaluation.bagjoin import BagSources
 from flownet_ros.evaluation.scoring import Series, score_pair, summarize
+from flownet_ros.flow.consistency import CONFIDENCE_TAU, PHOTO_TAU, consistency_maps, with_photometric
+from flownet_ros.flow.moving import moving_mask
 from flownet_ros.inference.factory import (
     EstimatorSpec,
     add_baseline_argument,
@@ -58,6 +60,7 @@ class ReportOptions:
     baselines: Tuple[str, ...] = ()  # labels of flownet_ros.inference.factory.baselines()
     progress: bool = True
     strip_frames: int = STRIP_FRAMES
+    consistency: bool = True  # confidence and moving mask of the main flow (a backward flow per pair)
     rate: Optional[float] = None  # replay rate, for the record only
 
 
@@ -85,6 +88,7 @@ class _Run:
         self.cache: "OrderedDict[int, np.ndarray]" = OrderedDict()
         self.spanning = 0
         self.path: Optional[str] = None
+        self._backward = None  # estimator of the backward flow (the offline one, else built on first use)
 
     def _main_flow(self, prev_stamp: int, stamp: int, img: np.ndarray) -> Tuple[Optional[np.ndarray], int]:
         """The method under test's flow for the pair ending at ``stamp`` (None: no output) and its older stamp."""
@@ -131,16 +135,35 @@ class _Run:
             bflow, ms = _timed(est, first, img)
             series.add(score_pair(bflow, gt_pair, valid, first, img), latency_ms=ms)
             other_flows.append(bflow)
-        self._record(k, stamp, older, img, flow, gt, other_flows)
+        cons = self._consistency(first, img, flow) if self.opts.consistency else {}
+        self._record(k, stamp, older, img, flow, gt, other_flows, cons)
 
-    def _record(self, k, stamp, older, img, flow, gt, other_flows) -> None:
+    def _consistency(self, first: Optional[np.ndarray], img: np.ndarray, flow: Optional[np.ndarray]
+                     ) -> Dict[str, Any]:
+        """~/confidence and ~/moving of the main flow as the node computes them (defaults), from a backward
+        flow by the report's estimator (--estimator options; the node's own is not recorded)."""
+        if first is None or flow is None:
+            return {}
+        if self._backward is None:
+            self._backward = self.estimator or build_estimator(self.opts.estimator)
+        fb, occ, res = consistency_maps(flow, self._backward.estimate(img, first), first, img)
+        moving, model = moving_mask(flow, confidence=with_photometric(fb, res, PHOTO_TAU))
+        tinted = img.copy()
+        tinted[moving > 0] = (0.5 * tinted[moving > 0] + (127, 0, 0)).astype(np.uint8)
+        return {"confidence": with_photometric(fb, res, CONFIDENCE_TAU), "moving": tinted,
+                "moving_fraction": float((moving > 0).mean()), "occluded_fraction": float((occ > 0).mean()),
+                "camera_model": model.kind}
+
+    def _record(self, k, stamp, older, img, flow, gt, other_flows, cons) -> None:
         rec = {"index": k, "stamp_ns": stamp, "older_stamp_ns": older}
         if self.path:
             rec["path"] = self.path
         rec.update({key: s.last() for key, s in self.columns()})
+        rec.update({key: cons[key] for key in ("moving_fraction", "occluded_fraction", "camera_model") if key in cons})
         self.per_frame.append(rec)
         if k in self.strip_at:
-            self.strip.append({"index": k, "img": img, "flow": flow, "gt": gt,
+            self.strip.append({"index": k, "img": img, "flow": flow, "gt": gt, "confidence": cons.get("confidence"),
+                               "moving": cons.get("moving"), "moving_fraction": cons.get("moving_fraction"),
                                **{f"other{i}": f for i, f in enumerate(other_flows)}})
 
     def columns(self) -> List[Tuple[str, Series]]:
@@ -243,6 +266,8 @@ def _write(report: Dict[str, Any], run: _Run, out_dir: Path) -> None:
         if any(s["gt"] is not None for s in run.strip):
             rows.append(("ground truth", "gt"))
         rows += [(s.name, f"other{i}") for i, s in enumerate(run.others)]
+        if any(s["confidence"] is not None for s in run.strip):
+            rows += [("confidence (black 0, white 1)", "confidence"), ("moving (red)", "moving")]
         render.strip_plot(out_dir / "strip.png", run.strip, rows)
         plots["strip"] = "strip.png"
     report["plots"] = plots
@@ -269,6 +294,7 @@ def markdown(report: Dict[str, Any]) -> str:
         lines.append("- node diagnostics (last; all values in report.json): "
                      + ", ".join(f"{k}={v}" for k, v in diag.items() if "latency" not in k))
     lines += _notes(report)
+    lines += _moving_lines(report)
     lines += ["", "## Summary", "", render.table(report["summary"], SUMMARY_COLUMNS), "",
               "Photometric error: mean |older frame - newer frame warped back by the flow| (0..255) over "
               "pixels that stay in the image; zero flow = the same without motion compensation. "
@@ -280,6 +306,19 @@ def markdown(report: Dict[str, Any]) -> str:
         if key in report.get("plots", {}):
             lines += [f"## {title}", "", f"![{title}]({report['plots'][key]})", ""]
     return "\n".join(lines)
+
+
+def _moving_lines(report: Dict[str, Any]) -> List[str]:
+    """The per-frame fraction of pixels marked moving (~/moving's rule), when computed."""
+    frames = [(r["index"], r["moving_fraction"]) for r in report["per_frame"] if "moving_fraction" in r]
+    if not frames:
+        return []
+    frac = np.array([f for _, f in frames])
+    worst = frames[int(np.argmax(frac))]
+    per = ", ".join(f"{k}: {100 * f:.1f}" for k, f in frames[:60]) + (" ..." if len(frames) > 60 else "")
+    return [f"- moving objects (~/moving's rule on the main flow; a static scene should give 0): "
+            f"{100 * frac.mean():.2f} % of the pixels per frame on average, at most {100 * worst[1]:.2f} % "
+            f"(frame {worst[0]}); per frame (%): {per}"]
 
 
 def _notes(report: Dict[str, Any]) -> List[str]:
@@ -317,6 +356,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--namespace", default="")
     add_estimator_arguments(p)  # --offline: what runs on the frames (default: what the node runs)
     add_baseline_argument(p)
+    p.add_argument("--no-consistency", action="store_true",
+                   help="skip the confidence and moving-object rows (each pair's backward flow)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -330,7 +371,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     opts = ReportOptions(input_bag=args.input_bag, out_dir=args.out, output_bag=args.outputs, topic=args.topic,
                          gt_topic=args.gt_topic, flow_topic=args.flow_topic, node_name=args.node_name,
                          namespace=args.namespace, estimator=spec, baselines=tuple(args.baseline),
-                         progress=not args.quiet)
+                         progress=not args.quiet, consistency=not args.no_consistency)
     try:
         report = evaluate(opts)
     except BagError as err:
