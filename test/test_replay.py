@@ -250,3 +250,15 @@ def test_node_that_cannot_start_is_reported_with_its_log(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 1
     assert "the node exited with code" in err and "bad.pt" in err and str(tmp_path / "run" / "node.log") in err
+
+
+def test_report_after_replay_uses_the_nodes_estimator_for_the_backward_flow():
+    from flownet_ros.evaluation.replay import node_estimator_spec
+    from flownet_ros.inference.factory import EstimatorSpec
+
+    assert node_estimator_spec({"backend": "dis", "dis_preset": "fast", "threads": "1"}) == EstimatorSpec(
+        backend="dis", dis_preset="fast")
+    assert node_estimator_spec({"checkpoint": "a.pt", "bidirectional": "true"}) == EstimatorSpec(
+        checkpoint="a.pt", bidirectional=True)
+    with pytest.raises(ValueError, match="refine"):
+        node_estimator_spec({"refine": "bogus"})

@@ -370,6 +370,18 @@ def print_result(result: ReplayResult) -> None:
         print(f"{len(result.missing)} frame(s) got no flow output")
 
 
+def node_estimator_spec(params: Dict[str, str]):
+    """The EstimatorSpec of the node's ``name:=value`` parameters (estimator ones; others ignored), so that the
+    report's backward flow (confidence, moving mask) comes from what the node ran."""
+    import yaml
+
+    from flownet_ros.inference.factory import EstimatorSpec
+
+    keys = ("backend", "checkpoint", "device", "precision", "refine", "dis_preset", "bidirectional")
+    given = {k: (str(v) if k == "checkpoint" else yaml.safe_load(v)) for k, v in params.items() if k in keys}
+    return EstimatorSpec(**given)
+
+
 def replay_and_report(opts: ReplayOptions, gt_topic: Optional[str] = None, baselines: Sequence[str] = (),
                       report: bool = True) -> int:
     """Replay, print what happened, then write and print the report; returns the exit code."""
@@ -391,8 +403,8 @@ def replay_and_report(opts: ReplayOptions, gt_topic: Optional[str] = None, basel
         rep = evaluate(ReportOptions(input_bag=opts.bag, output_bag=result.output_bag, out_dir=report_dir,
                                      topic=result.image_topic, gt_topic=gt_topic, node_name=opts.node_name,
                                      namespace=opts.namespace, baselines=tuple(baselines), progress=opts.progress,
-                                     rate=opts.rate))
-    except BagError as err:
+                                     rate=opts.rate, estimator=node_estimator_spec(opts.params)))
+    except (BagError, ValueError) as err:  # ValueError: node parameters that make no estimator
         print(f"error: {err}", file=sys.stderr)
         return 1
     print_summary(rep)
