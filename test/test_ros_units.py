@@ -234,6 +234,27 @@ def test_pipeline_prepares_each_frame_once_and_computes_only_what_is_wanted():
     np.testing.assert_allclose(np.median(r.flow[8:-8, 8:-8, 0]), 2.0, atol=0.3)
 
 
+def test_pipeline_backward_flow_only_for_confidence_occlusion_or_moving():
+    """The backward flow runs (one more flow call, no more preparations) only when confidence/occlusion or
+    the moving mask is wanted; it is the same estimator's flow newer -> older."""
+    est = CountingDIS()
+    calls = []
+    forward = est.flow
+    est.flow = lambda a, b: calls.append(1) or forward(a, b)
+    pipe = FlowPipeline(est, FramePairer(1.0))
+    img = textured(96, 128, seed=3)
+    pipe.process(frame(0.0, img))
+    r = pipe.process(frame(0.1, np.roll(img, 2, axis=1)))
+    assert r.confidence is None and r.occlusion is None and r.moving is None and len(calls) == 1
+    r = pipe.process(frame(0.2, np.roll(img, 4, axis=1)), Wanted(confidence=True))
+    assert len(calls) == 3 and est.prepared == 3 and r.moving is None and r.camera_model is None
+    assert r.confidence.dtype == np.float32 and r.confidence.shape == (96, 128)
+    assert np.median(r.confidence[:, 8:-8]) > 0.9 and set(np.unique(r.occlusion)) <= {0, 255}
+    assert (r.occlusion[:, -1] == 255).mean() > 0.9  # shifted 2 px right: the last column's targets leave
+    r = pipe.process(frame(0.3, np.roll(img, 6, axis=1)), Wanted(moving=True))
+    assert len(calls) == 5 and r.camera_model is not None and not r.moving.any()  # a static scene
+
+
 def test_pipeline_equal_stamps_give_no_motion():
     pipe = FlowPipeline(DISEstimator("ultrafast"), FramePairer(1.0))
     pipe.process(frame(1.0))

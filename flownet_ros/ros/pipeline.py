@@ -15,9 +15,10 @@ from typing import Any, Callable, Dict, Optional
 
 import numpy as np
 
-from flownet_ros.flow import consistency, moving
+from flownet_ros.flow import consistency
 from flownet_ros.flow.colour import flow_to_color
 from flownet_ros.flow.motion import GlobalMotion, Intrinsics, fit_motion
+from flownet_ros.flow.moving import MIN_BLOB, MIN_CONFIDENCE, THRESHOLD_PX, CameraModel, moving_mask
 from flownet_ros.inference.base import Estimator
 from flownet_ros.ros.pairing import Frame, FramePairer
 
@@ -41,9 +42,9 @@ class PipelineSettings:
     occlusion_beta: float = consistency.OCCLUSION_BETA  # c of the occlusion test, px^2
     confidence_tau: float = consistency.CONFIDENCE_TAU  # grey levels of ~/confidence's photometric term (0: none)
     moving_tau: float = consistency.PHOTO_TAU  # grey levels of the photometric term of the moving mask's trust
-    moving_threshold: float = moving.THRESHOLD_PX  # px, residual above which a pixel moves by itself
-    moving_min_blob: float = moving.MIN_BLOB  # smallest moving region, fraction of the image
-    moving_min_confidence: float = moving.MIN_CONFIDENCE  # moving only where the flow is this trusted
+    moving_threshold: float = THRESHOLD_PX  # px, residual above which a pixel moves by itself
+    moving_min_blob: float = MIN_BLOB  # smallest moving region, fraction of the image
+    moving_min_confidence: float = MIN_CONFIDENCE  # moving only where the flow is this trusted
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,7 @@ class FlowResult:
     confidence: Optional[np.ndarray] = None  # HxW float32 [0, 1], None when not wanted
     occlusion: Optional[np.ndarray] = None  # HxW uint8 0/255
     moving: Optional[np.ndarray] = None  # HxW uint8 0/255
-    camera_model: Optional[moving.CameraModel] = None  # the fit behind ``moving``
+    camera_model: Optional[CameraModel] = None  # the fit behind ``moving``
 
     @property
     def dt(self) -> float:
@@ -137,6 +138,6 @@ class FlowPipeline:
         r.confidence = consistency.with_photometric(fb, residual, s.confidence_tau)
         if with_moving:
             h, w = r.newer.size
-            r.moving, r.camera_model = moving.moving_mask(
+            r.moving, r.camera_model = moving_mask(
                 r.flow, s.moving_threshold, s.moving_min_blob, self.intrinsics(w, h),
                 consistency.with_photometric(fb, residual, s.moving_tau), s.moving_min_confidence)
