@@ -3,8 +3,9 @@ r"""How good are the node's confidence, occlusion and moving-object outputs (doc
     python -m flownet_ros.evaluation.confidence --part real --threads 1
     python -m flownet_ros.evaluation.confidence --part generated --count 40 --threads 1
 
-Methods (``--method``): ``node`` (the shipped model refined by DIS-medium, as the node runs it) and
-``dis`` (backend dis, DIS-medium); each pair runs both ways (forward and backward flow).
+Methods (``--method``): ``node`` (the node's defaults: backend adaptive), ``flownet`` (the shipped model
+refined by DIS-medium) and ``dis`` (backend dis, DIS-medium); each pair runs both ways (forward and
+backward flow).
 
 ``--part real`` (the real-image set; nothing in it moves by itself: stereo pairs of static scenes,
 a planar scene, photographs under camera homographies): AUSE of the confidence rankings (forward-backward
@@ -44,7 +45,8 @@ from flownet_ros.flow.moving import MIN_BLOB, MIN_CONFIDENCE, THRESHOLD_PX, movi
 from flownet_ros.flow.warping import photometric_residual
 from flownet_ros.inference.factory import EstimatorSpec
 
-METHODS = {"node": EstimatorSpec(refine="dis"), "dis": EstimatorSpec(backend="dis")}
+METHODS = {"node": EstimatorSpec(), "flownet": EstimatorSpec(backend="flownet", refine="dis"),
+           "dis": EstimatorSpec(backend="dis")}
 OCCLUSION_GRID = ((0.01, 0.5), (0.02, 1.0), (0.05, 2.0), (0.1, 2.0), (0.2, 2.0))  # (a, c px^2)
 MIN_OBJECT = 0.02  # fraction of the image: moving objects scored for IoU
 GT_MOVING_PX = 1.0  # a generated object pixel moves by itself where the background's motion misses it by more
