@@ -100,10 +100,9 @@ PARAMS = (
               float_range=(0.01, 100.0)),
     ParamSpec("moving_min_blob", moving.MIN_BLOB, "Smallest region ~/moving marks, as a fraction of the image.",
               float_range=(0.0, 1.0)),
-    ParamSpec("moving_min_confidence", moving.MIN_CONFIDENCE, "A pixel is trusted when its forward-backward "
-              "confidence times exp(-|I1(x) - I2(x+f)| / moving_tau) is at least this; ~/moving marks a region only "
-              "when trusted pixels cover moving_min_blob and 40 % of it (a wrong flow looks like a moving object).",
-              float_range=(0.0, 1.0)),
+    ParamSpec("moving_min_confidence", moving.MIN_CONFIDENCE, "~/moving marks only pixels whose forward-backward "
+              "confidence times exp(-|I1(x) - I2(x+f)| / moving_tau) is at least this (a wrong flow looks like a "
+              "moving object).", float_range=(0.0, 1.0)),
     ParamSpec("moving_tau", consistency.PHOTO_TAU, "Photometric term of the trust ~/moving requires, grey levels "
               "(0 = none).", float_range=(0.0, 1000.0)),
     ParamSpec("use_camera_info", True, "Subscribe 'camera_info' and report rotation rates about the camera x/y "
