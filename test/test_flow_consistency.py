@@ -153,11 +153,8 @@ def test_only_trusted_flow_is_marked_moving_and_confidence_multiplies_in_the_pho
     flow, gt = with_objects(static)
     conf = np.ones((H, W), np.float32)
     conf[90:115, 120:150] = 0.2  # the second object's flow is not trusted (e.g. a wrong match)
-    conf[20:50, 70:85] = 0.2  # the first object's left 15 of 40 columns are not trusted either
     mask = moving_mask(flow, confidence=conf, min_confidence=0.7)[0] > 0
-    assert mask[20:50, 70:110].all() and not mask[90:115, 120:150].any()  # a mostly trusted region: all of it
-    conf[20:50, 70:100] = 0.2  # now 30 of 40 columns untrusted: less than MIN_TRUSTED_SHARE of the region
-    assert not moving_mask(flow, confidence=conf, min_confidence=0.7)[0].any()
+    assert mask[20:50, 70:110].all() and not mask[90:115, 120:150].any()
     with pytest.raises(ValueError, match="same H, W"):
         moving_mask(flow, confidence=conf[:, :-1])
     rng = np.random.default_rng(1)

@@ -20,13 +20,12 @@ with the noise sigma measured: max(threshold / 2, 1.4826 median of the epipolar 
 3 threshold), the more general model's (a fixed sigma lets the epipolar model win on mere flow noise, and it
 then absorbs moving objects).
 
-A pixel is a candidate where its residual exceeds max(``threshold`` px, ``rel_threshold`` |f|) (flow errors
-grow with the motion). A connected region of candidates (8-neighbourhood) is moving when its trusted pixels
-(per-pixel ``confidence``, :mod:`flownet_ros.flow.consistency`, at least ``min_confidence``; only trusted
-pixels are sampled for the fit) cover at least ``min_blob`` x the image area and at least
-:data:`MIN_TRUSTED_SHARE` of the region; then the whole region is marked (its untrusted parts too, e.g. an
-object's edges). Without the confidence, a region where the flow is wrong (repeated texture, occlusions)
-looks exactly like a moving object.
+A pixel is moving where its residual exceeds max(``threshold`` px, ``rel_threshold`` |f|) (flow errors grow
+with the motion), its flow is trusted (with a per-pixel
+``confidence``, :mod:`flownet_ros.flow.consistency`: at least ``min_confidence``; only trusted pixels are
+sampled for the fit), and it belongs to a connected region (8-neighbourhood) of at least ``min_blob`` x the
+image area. Without the confidence, a region where the flow is wrong (repeated texture, occlusions) looks
+exactly like a moving object.
 """
 
 from __future__ import annotations
@@ -44,7 +43,6 @@ __all__ = ["CameraModel", "fit_camera_model", "model_residual", "residual_map", 
 THRESHOLD_PX = 1.0  # residual above which a pixel moves by itself (docs/evaluation.md)
 MIN_BLOB = 0.005  # smallest moving region, fraction of the image
 REL_THRESHOLD = 0.05  # of the flow magnitude
-MIN_TRUSTED_SHARE = 0.4  # of a candidate region that must be trusted (docs/evaluation.md)
 MIN_CONFIDENCE = 0.7  # a pixel is marked moving only where its flow is at least this trusted
 MODELS = ("homography", "fundamental", "essential", "none")
 _DIMS = {"homography": (2, 8), "fundamental": (3, 7), "essential": (3, 5)}  # (d, k) of GRIC
@@ -173,9 +171,9 @@ def moving_mask(flow: np.ndarray, threshold: float = THRESHOLD_PX, min_blob: flo
     model = model or fit_camera_model(flow, threshold, intrinsics, trusted)
     limit = np.maximum(np.float32(threshold), np.float32(rel_threshold) * np.linalg.norm(flow, axis=2))
     cand = residual_map(flow, model) > limit
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(cand.astype(np.uint8), connectivity=8)
-    area = stats[:, cv2.CC_STAT_AREA].astype(np.float64)
-    sure = area if trusted is None else np.bincount(labels.ravel(), weights=(cand & trusted).ravel(), minlength=n)
-    keep = (sure >= min_blob * flow.shape[0] * flow.shape[1]) & (sure >= MIN_TRUSTED_SHARE * area)
+    if trusted is not None:
+        cand &= trusted
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(cand.astype(np.uint8), connectivity=8)
+    keep = stats[:, cv2.CC_STAT_AREA] >= min_blob * flow.shape[0] * flow.shape[1]
     keep[0] = False  # label 0: the background of the candidate image
     return np.where(keep[labels], 255, 0).astype(np.uint8), model
