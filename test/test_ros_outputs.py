@@ -9,7 +9,7 @@ import rclpy
 from sensor_msgs.msg import Image
 from test_ros_node import FRAME_ID, RELIABLE, Client, NodeProcess, ns_time, raw_msg, stamp_of, textured
 
-from flownet_ros.ros.conversions import image_msg_to_array
+from flownet_ros.imaging.decode import image_msg_to_array
 
 
 @pytest.fixture(scope="module")

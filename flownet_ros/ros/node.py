@@ -58,7 +58,6 @@ except ImportError:  # Humble
 from flownet_ros.flow.motion import intrinsics_from_k
 from flownet_ros.imaging.decode import (
     ImageConversionError,
-    array_to_image_msg,
     check_raw,
     compressed_msg_to_rgb,
     image_msg_to_rgb,
@@ -76,7 +75,7 @@ from flownet_ros.inference.factory import EstimatorSpec, build_estimator
 from flownet_ros.inference.runtime import keep_frame_buffers_in_heap, release_free_memory, set_cpu_threads
 from flownet_ros.models.checkpoint import CheckpointError
 from flownet_ros.ros import qos
-from flownet_ros.ros.conversions import flow_to_image_msg, rgb_to_image_msg
+from flownet_ros.ros.conversions import array_to_image_msg, flow_to_image_msg, rgb_to_image_msg
 from flownet_ros.ros.diagnostics import FlowStats, make_status
 from flownet_ros.ros.pairing import Frame, FramePairer
 from flownet_ros.ros.parameters import PARAM_BY_NAME, PARAMS, ParamSpec, validate, validate_all
