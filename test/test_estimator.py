@@ -162,8 +162,8 @@ def test_bad_inputs_raise_value_error(img1, img2, match):
 @pytest.mark.parametrize("kind", ["mono8 HxW", "mono8 HxWx1", "mono16 HxW"])
 def test_mono_frames_are_estimated_as_the_node_converts_them(kind):
     """estimate takes grey frames like the node (mono8, mono16): the same flow as the node's RGB of them."""
-    from flownet_ros.inference.classic import DISEstimator
     from flownet_ros.imaging.decode import raw_to_rgb
+    from flownet_ros.inference.classic import DISEstimator
 
     grey = rand_img(48, 64)[..., 0]
     shifted = np.roll(grey, 2, axis=1)
