@@ -4,6 +4,7 @@
 #   make demo    setup + the main job on the embedded default
 #   make data    the photo sets: training photos and the held-out real-image evaluation set (~255 MB download)
 #   make lint    ruff (configured in ruff.toml)
+#   make test-fast  the quick tests only (pytest -m "not slow": no processes, DDS, colcon, bags or training)
 #   make gpu-check  on a CUDA machine: build, CUDA tests and benchmarks (scripts/gpu_check.sh); needs no
 #                   setup or network (uses .venv if there, else python3 with its CUDA torch)
 #   make gpu-train  on a CUDA machine: train the CUDA model in one call (scripts/gpu_train.sh OUT)
@@ -18,7 +19,7 @@ PIN_OVERRIDES ?=
 ROS_DISTRO ?= kilted
 GPU_OUT ?= gpu_train_out
 
-.PHONY: setup test demo data lint build-ext gpu-check gpu-train clean
+.PHONY: setup test test-fast demo data lint build-ext gpu-check gpu-train clean
 
 setup: $(STAMP) build-ext
 
@@ -38,6 +39,9 @@ lint: $(STAMP)
 test: setup lint
 	-$(VPY) -m flownet_ros.data.photos fetch --set all
 	$(VPY) -m pytest $(PYTEST_ARGS)
+
+test-fast: setup
+	$(VPY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 demo: setup
 	$(VPY) -m flownet_ros.demo $(if $(BAG),--bag $(BAG)) $(if $(TOPIC),--topic $(TOPIC)) $(if $(RATE),--rate $(RATE))

@@ -64,3 +64,38 @@ def _copy_package(dest: Path) -> Path:
 @pytest.fixture(scope="session")
 def copy_package():
     return _copy_package
+
+
+@pytest.fixture(scope="session")
+def colcon_workspace(tmp_path_factory) -> Path:
+    """The package built once per test run with real colcon (PyPI colcon-common-extensions) into a temporary
+    workspace, as on a robot; shared by the colcon and ``ros2 launch`` tests (one build of the extension)."""
+    import subprocess
+    import sys
+
+    ws = tmp_path_factory.mktemp("colcon_ws")
+    _copy_package(ws / "src" / "flownet_ros")  # a copy: the build leaves nothing in the working tree
+    colcon = Path(sys.executable).with_name("colcon")
+    assert colcon.exists(), "colcon-common-extensions is a pinned test dependency (requirements.txt)"
+    env = dict(os.environ, PATH=f"{colcon.parent}{os.pathsep}{os.environ['PATH']}")
+    proc = subprocess.run([str(colcon), "--log-base", str(ws / "log"), "build", "--base-paths", str(ws / "src")],
+                          cwd=ws, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return ws
+
+
+#: test modules that start processes, build workspaces, replay bags or train: `pytest -m "not slow"` is the
+#: quick set for development (seconds to a few minutes); `make test` runs everything
+SLOW_MODULES = {"test_colcon_build", "test_launch", "test_ros_node", "test_node_reliability", "test_ros_outputs",
+                "test_replay", "test_docs", "test_shipped_model", "test_train", "test_train_distributed",
+                "test_extension_cache", "test_report", "test_sample_bag"}
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: integration test (processes, DDS, colcon, bags, training)")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.module.__name__.rpartition(".")[2] in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)

@@ -41,20 +41,10 @@ needs_launch = pytest.mark.skipif(not _have_launch(), reason="ros2 launch not av
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory, copy_package):
-    """The package built with colcon into a temporary workspace, as on a robot."""
-    ws = tmp_path_factory.mktemp("ws")
-    copy_package(ws / "src" / "flownet_ros")
-    colcon = Path(sys.executable).with_name("colcon")
-    env = dict(os.environ, PATH=f"{colcon.parent}{os.pathsep}{os.environ['PATH']}")
-    proc = subprocess.run([str(colcon), "--log-base", str(ws / "log"), "build", "--base-paths", str(ws / "src")],
-                          cwd=ws, env=env, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    # the correlation extension was compiled at build time: no first-frame compile stall on the robot
-    assert list((ws / "install").glob("flownet_ros/lib/python3*/site-packages/flownet_ros/ops/prebuilt/*.so")), \
-        proc.stdout[-3000:] + proc.stderr[-3000:]
-    yield ws
-    ros2(ws, "daemon", "stop")  # `ros2 param` started one for this ROS_DOMAIN_ID: leave nothing running
+def workspace(colcon_workspace):
+    """The package built with colcon into a temporary workspace, as on a robot (conftest: one build per run)."""
+    yield colcon_workspace
+    ros2(colcon_workspace, "daemon", "stop")  # `ros2 param` started one for this ROS_DOMAIN_ID: leave nothing running
 
 
 class Launch:
