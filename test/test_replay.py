@@ -250,3 +250,93 @@ def test_node_that_cannot_start_is_reported_with_its_log(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 1
     assert "the node exited with code" in err and "bad.pt" in err and str(tmp_path / "run" / "node.log") in err
+
+
+def _node_children(pid):
+    """PIDs of the flownet nodes whose parent is ``pid`` (from /proc)."""
+    from pathlib import Path
+
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmd = (stat.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and b"flownet_ros.ros.node" in cmd:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def _gone(pid):
+    """True when ``pid`` no longer runs (exited, or a zombie nobody reaps)."""
+    from pathlib import Path
+
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in "ZX"
+    except OSError:
+        return True
+
+
+def _wait_until(cond, timeout, step=0.05):
+    import time
+
+    end = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > end:
+            return False
+        time.sleep(step)
+    return True
+
+
+def _start_replay_cli(tmp_path, checkpoint, frames, *extra):
+    """``python -m flownet_ros.evaluation.replay`` as a process; returns (process, run dir, node pid) once its
+    node has logged that it is ready."""
+    import subprocess
+    import sys
+
+    bag = write_sample_bag(tmp_path / "in", frames=frames, size=SIZE, progress=False)
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "flownet_ros.evaluation.replay", str(bag), "--out-dir", str(run),
+                             "--quiet", "--no-report", "--checkpoint", checkpoint, "-p", "device:=cpu", *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = run / "node.log"
+    assert _wait_until(lambda: log.is_file() and "ready" in log.read_text(errors="replace"), 180), \
+        proc.communicate(timeout=30) if proc.poll() is not None else "node not ready"
+    nodes = _node_children(proc.pid)
+    assert len(nodes) == 1
+    return proc, run, nodes[0]
+
+
+def test_sigterm_of_replay_stops_its_node_and_leaves_a_readable_bag(tmp_path, tiny_checkpoint):
+    import signal
+
+    proc, run, node = _start_replay_cli(tmp_path, tiny_checkpoint, 60, "--rate", "0.3")
+    assert _wait_until(lambda: False, 3) is False  # let some frames through
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "interrupted" in err and "Traceback" not in err
+    assert _wait_until(lambda: _gone(node), 15)
+    with BagReader(run / "outputs") as b:  # closed properly: readable, with what was recorded so far
+        assert "/flownet/flow" in b.topics and b.message_count("/flownet/flow") >= 1
+
+
+def test_sigkill_of_replay_takes_its_node_with_it(tmp_path, tiny_checkpoint):
+    import signal
+
+    proc, _, node = _start_replay_cli(tmp_path, tiny_checkpoint, 60, "--rate", "0.3")
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=30)
+    assert _wait_until(lambda: _gone(node), 15), "the node outlived its replay"
+
+
+def test_rate0_replay_notices_at_once_that_its_node_died(tmp_path, tiny_checkpoint):
+    """A node that dies mid-replay ends a --rate 0 replay with its log, not after the per-frame timeout."""
+    import os
+    import signal
+
+    proc, _, node = _start_replay_cli(tmp_path, tiny_checkpoint, 400, "--rate", "0", "--timeout", "600")
+    os.kill(node, signal.SIGKILL)
+    out, err = proc.communicate(timeout=120)  # before the fix: the 600 s timeout (TimeoutExpired here)
+    assert proc.returncode == 1 and "the node exited with code -9" in err, err

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import os
 import signal
 import subprocess
 import sys
@@ -54,8 +57,34 @@ def node_command(image_topic: str, msgtype: str, node_name: str = "flownet", nam
     return cmd
 
 
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _parent_death_signal(sig: int = signal.SIGTERM):
+    """A ``preexec_fn`` that makes the kernel send ``sig`` to the child when the parent dies (even by
+    SIGKILL); None where prctl is missing (not Linux). libc is resolved here, before the fork."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before prctl: no signal will come
+            os.kill(os.getpid(), sig)
+
+    return preexec
+
+
 class NodeProcess:
-    """The node as a subprocess; output goes to ``log_path``. ``stop()`` sends SIGINT, then kills."""
+    """The node as a subprocess; output goes to ``log_path``. ``stop()`` sends SIGINT, then kills.
+
+    The node cannot outlive the process that started it: it gets SIGTERM when that process dies, however
+    it dies (Linux parent-death signal), and it runs in its own process group (``stop`` signals the group).
+    """
 
     def __init__(self, cmd: Sequence[str], log_path: Path, env: Dict[str, str]):
         self.cmd = list(cmd)
@@ -63,7 +92,7 @@ class NodeProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(self.cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env,
-                                     start_new_session=True)
+                                     start_new_session=True, preexec_fn=_parent_death_signal())
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -79,13 +108,19 @@ class NodeProcess:
             raise ReplayError(f"the node exited with code {self.proc.returncode}; log {self.log_path}:\n"
                               f"{self.log_tail()}")
 
+    def _signal_group(self, sig: int) -> None:
+        try:
+            os.killpg(self.proc.pid, sig)  # its own session: the group id is its pid
+        except (ProcessLookupError, PermissionError):
+            self.proc.send_signal(sig)
+
     def stop(self, timeout: float = 10.0) -> Optional[int]:
         if self.alive():
-            self.proc.send_signal(signal.SIGINT)
+            self._signal_group(signal.SIGINT)
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
+                self._signal_group(signal.SIGKILL)
                 self.proc.wait()
         self._log.close()
         return self.proc.returncode

@@ -26,6 +26,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
+from flownet_ros.cli import tool
 from flownet_ros.evaluation.bagio import (
     COMPRESSED,
     RATE_KEY,
@@ -274,7 +275,7 @@ class Session:
             return 0
         # the first output may include one-time warm-up (extension load, cuDNN autotuning)
         wait_s = self.opts.timeout if self.recorder.flow_wall_ns else max(self.opts.timeout, self.opts.startup_timeout)
-        if self.recorder.wait_flow(stamp, wait_s):
+        if self._wait_flow(stamp, wait_s):
             return 0
         missing.append(stamp)
         if in_a_row + 1 >= 3:
@@ -282,6 +283,16 @@ class Session:
             raise ReplayError(f"no flow on {self.topics['flow']} for 3 frames in a row "
                               f"(waited {self.opts.timeout:.0f} s each){extra}")
         return in_a_row + 1
+
+    def _wait_flow(self, stamp: int, timeout: float, step: float = 0.2) -> bool:
+        """Wait for the flow of ``stamp``; a node of ours that dies meanwhile ends the wait at once (ReplayError)."""
+        end = time.monotonic() + timeout
+        while not self.recorder.wait_flow(stamp, max(0.0, min(step, end - time.monotonic()))):
+            if self.node_proc is not None:
+                self.node_proc.check()
+            if time.monotonic() >= end:
+                return False
+        return True
 
     def _drain(self, sent: List[int]) -> List[int]:
         """--rate > 0: wait for the last outputs; stop early once the node has been quiet for much longer
@@ -380,9 +391,9 @@ def replay_and_report(opts: ReplayOptions, gt_topic: Optional[str] = None, basel
     except (BagError, ReplayError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (flownet_ros.cli.tool)
         print("interrupted: node stopped, the recording so far is closed and readable", file=sys.stderr)
-        return 130
+        return 128 + int(getattr(exc, "signum", 2))
     print_result(result)
     if not report:
         return 0
@@ -400,6 +411,7 @@ def replay_and_report(opts: ReplayOptions, gt_topic: Optional[str] = None, basel
     return 0
 
 
+@tool("python -m flownet_ros.evaluation.replay")
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
