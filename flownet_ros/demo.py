@@ -16,6 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Dict, Optional, Sequence
 
+from flownet_ros.cli import tool
 from flownet_ros.evaluation.replay import ReplayOptions, parse_params, replay_and_report
 from flownet_ros.evaluation.sample_bag import DEFAULT_PATH, write_sample_bag
 from flownet_ros.paths import workspace
@@ -37,6 +38,7 @@ def _cuda() -> bool:
     return torch.cuda.is_available()
 
 
+@tool("python -m flownet_ros.demo")
 def main(argv: Optional[Sequence[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="python -m flownet_ros.demo", description=__doc__.split("\n")[0])
     p.add_argument("--bag", type=Path, help="rosbag2 to replay (default: the synthetic sample bag)")

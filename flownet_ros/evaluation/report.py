@@ -22,6 +22,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from flownet_ros.cli import tool
 from flownet_ros.evaluation import render
 from flownet_ros.evaluation.bagio import RATE_KEY, WALL_SPAN_KEY, BagError
 from flownet_ros.evaluation.bagjoin import BagSources
@@ -313,6 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+@tool("python -m flownet_ros.evaluation.report")
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     if args.offline == (args.outputs is not None):
