@@ -13,9 +13,11 @@
 from __future__ import annotations
 
 import functools
+import os
 import signal
 import sys
 import threading
+from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 PACKAGE = __name__.split(".")[0]
@@ -45,6 +47,11 @@ def error_line(exc: BaseException) -> str:
             return f"{exc.filename}: is a directory, not a file"
         return f"{exc.filename}: {exc.strerror or exc}"
     return str(exc)
+
+
+def user_path(text: str) -> Path:
+    """Argparse ``type`` for paths: ``~`` expanded even when the shell did not (quoted, or from make)."""
+    return Path(os.path.expanduser(text))
 
 
 def _raise_terminated(signum, frame) -> None:

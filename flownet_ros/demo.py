@@ -13,10 +13,9 @@ from __future__ import annotations
 import argparse
 import sys
 from datetime import datetime
-from pathlib import Path
 from typing import Dict, Optional, Sequence
 
-from flownet_ros.cli import tool
+from flownet_ros.cli import tool, user_path
 from flownet_ros.evaluation.replay import ReplayOptions, parse_params, replay_and_report
 from flownet_ros.evaluation.sample_bag import DEFAULT_PATH, write_sample_bag
 from flownet_ros.paths import workspace
@@ -41,7 +40,7 @@ def _cuda() -> bool:
 @tool("python -m flownet_ros.demo")
 def main(argv: Optional[Sequence[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="python -m flownet_ros.demo", description=__doc__.split("\n")[0])
-    p.add_argument("--bag", type=Path, help="rosbag2 to replay (default: the synthetic sample bag)")
+    p.add_argument("--bag", type=user_path, help="rosbag2 to replay (default: the synthetic sample bag)")
     p.add_argument("--topic", help="camera topic in the bag (default: the only one)")
     p.add_argument("--rate", type=float, default=0.0,
                    help="0 = as fast as the node keeps up, every frame pair scored (default); "
@@ -49,7 +48,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--device", default="auto", help="node device: auto, cpu, cuda")
     p.add_argument("-p", "--param", action="append", default=[], metavar="NAME:=VALUE",
                    help="extra node parameter, e.g. -p inference_width:=640 -p inference_height:=448")
-    p.add_argument("--out-dir", type=Path, help="default out/demo/<bag>_<time>")
+    p.add_argument("--out-dir", type=user_path, help="default out/demo/<bag>_<time>")
     args = p.parse_args(argv)
 
     bag = args.bag

@@ -201,3 +201,36 @@ def test_fl_all_is_pooled_over_valid_pixels_like_evaluate():
                latency_ms=1.0)  # 1 of 1
     assert [s.fl_all for s in series.scores] == [0.0, 1.0]
     assert summarize(series)["fl_all"] == pytest.approx(0.2)
+
+
+def test_outputs_of_another_bag_are_refused_unless_forced_and_old_outputs_are_cleared(sample, tmp_path, capsys):
+    bag, frames, gts = sample
+    other = write_outputs(tmp_path / "other", [(s + 7, filled(gts[s]), 10**7) for s, _ in frames[1:]],
+                          custom={"flownet_ros.input_bag": "/elsewhere/bag"})
+    out = tmp_path / "rep"
+    assert main([str(bag), "--outputs", str(other), "--out", str(out), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert f"{other} was not recorded from" in err and "0 of its 5 flow stamps" in err
+    assert "/elsewhere/bag" in err and "--force" in err
+    assert not out.exists()  # a report that fails leaves no folder
+    out.mkdir()
+    (out / "latency.png").write_bytes(b"plot of an earlier run")
+    assert main([str(bag), "--outputs", str(other), "--out", str(out), "--quiet", "--force"]) == 0
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["outputs_without_input"] == N - 1 and rep["summary"][0]["outputs"] == 0
+    assert not (out / "latency.png").exists()  # nothing to plot this time, and the old plot is gone
+    assert (out / "report.md").is_file() and (out / "accuracy.png").is_file()
+
+
+@pytest.mark.parametrize("frames", [0, 1])
+def test_a_bag_without_a_frame_pair_is_an_error(tmp_path, capsys, frames):
+    from flownet_ros.evaluation.bagio import rgb_message
+
+    with BagWriter(tmp_path / "short", "mcap") as w:
+        w.add(IMAGE_TOPIC, IMAGE)
+        for k in range(frames):
+            w.write(IMAGE_TOPIC, 10**9 + k, rgb_message(np.zeros((8, 8, 3), np.uint8), 10**9 + k, "cam"))
+    assert main([str(tmp_path / "short"), "--offline", "--out", str(tmp_path / "rep"), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert str(tmp_path / "short") in err and "frame" in err, err
+    assert not (tmp_path / "rep").exists()

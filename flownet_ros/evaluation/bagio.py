@@ -28,6 +28,7 @@ TYPESTORE = get_typestore(Stores.ROS2_KILTED)
 #: received, and the replay rate
 WALL_SPAN_KEY = "flownet_ros.flow_wall_span_s"
 RATE_KEY = "flownet_ros.rate"
+INPUT_BAG_KEY = "flownet_ros.input_bag"  # the input bag a replay recorded from
 
 
 class BagError(ValueError):

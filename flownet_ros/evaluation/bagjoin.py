@@ -15,9 +15,11 @@ from typing import Dict, Iterator, List, Optional, Tuple
 import numpy as np
 
 from flownet_ros.evaluation.bagio import (
+    INPUT_BAG_KEY,
     BagError,
     BagReader,
     StampIndex,
+    cdr_stamp_ns,
     decode_flow,
     decode_image,
     select_flow_topic,
@@ -118,6 +120,19 @@ class BagSources:
                     last = {"name": status.name, "message": status.message,
                             **{kv.key: kv.value for kv in status.values}}
         return last
+
+    def check_same_recording(self) -> None:
+        """Refuse an output bag recorded from another input bag: most of its flow stamps are no input frame's."""
+        if self.flows is None or not self.flows.times:
+            return
+        inputs = {cdr_stamp_ns(m.raw) for m in self.input.messages([self.topic])}
+        matched = sum(s in inputs for s in self.flows.times)
+        if 2 * matched < len(self.flows.times):
+            source = self.output.custom_data.get(INPUT_BAG_KEY)
+            raise BagError(f"bag {self.output.path} was not recorded from {self.input.path}: {matched} of its "
+                           f"{len(self.flows.times)} flow stamps are frame stamps of {self.topic}"
+                           + (f" (it was recorded from {source})" if source else "")
+                           + "; --force reports it anyway")
 
     def unmatched_outputs(self, stamps: List[int]) -> int:
         """Flow outputs whose stamp is no input frame's (the first frame cannot have one)."""

@@ -26,9 +26,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
-from flownet_ros.cli import tool
+from flownet_ros.cli import tool, user_path
 from flownet_ros.evaluation.bagio import (
     COMPRESSED,
+    INPUT_BAG_KEY,
     RATE_KEY,
     WALL_SPAN_KEY,
     BagError,
@@ -145,7 +146,7 @@ def replay(opts: ReplayOptions) -> ReplayResult:
         topic, msgtype, n_frames = camera_topic(bag, opts.topic)
         out_dir = Path(opts.out_dir) if opts.out_dir else default_output_dir(opts.bag)
         writer = BagWriter(out_dir / "outputs", opts.storage, custom={
-            "flownet_ros.input_bag": str(opts.bag), "flownet_ros.image_topic": topic, RATE_KEY: str(opts.rate),
+            INPUT_BAG_KEY: str(opts.bag), "flownet_ros.image_topic": topic, RATE_KEY: str(opts.rate),
             "flownet_ros.clock": "bag time = receive time on the replay clock (frames published at their stamps)"})
     except BaseException:
         bag.close()
@@ -346,7 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
     from flownet_ros.inference.factory import add_baseline_argument
 
     p = argparse.ArgumentParser(prog="python -m flownet_ros.evaluation.replay", description=__doc__.split("\n")[0])
-    p.add_argument("bag", type=Path, help="input rosbag2 (directory, .mcap or .db3)")
+    p.add_argument("bag", type=user_path, help="input rosbag2 (directory, .mcap or .db3)")
     p.add_argument("--topic", help="camera topic (Image or CompressedImage); default: the only one in the bag")
     p.add_argument("--rate", type=float, default=1.0,
                    help="1.0 = recorded timing, 2 = twice as fast, 0 = as fast as the node keeps up (no drops)")
@@ -357,8 +358,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--namespace", default="")
     p.add_argument("-p", "--param", action="append", default=[], metavar="NAME:=VALUE",
                    help="node parameter for the started node, e.g. -p refine:=none (repeatable)")
-    p.add_argument("--checkpoint", help="shortcut for -p checkpoint:=PATH")
-    p.add_argument("--out-dir", type=Path, help="run directory: outputs/ (the recorded bag), node.log, report/ "
+    p.add_argument("--checkpoint", type=user_path, help="shortcut for -p checkpoint:=PATH")
+    p.add_argument("--out-dir", type=user_path, help="run directory: outputs/ (the recorded bag), node.log, report/ "
                    "(default out/replay/<bag>_<time>)")
     p.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for one output (rate 0) / the last")

@@ -23,6 +23,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="override a config value (YAML syntax), e.g. --set train.iterations=100")
     p.add_argument("--resume", nargs="?", const="auto", default=None, metavar="CHECKPOINT",
                    help="continue from CHECKPOINT (default: <out_dir>/checkpoint.pt) exactly where it stopped")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start a new run in an out_dir that holds one (its checkpoints and logs are deleted)")
     p.add_argument("--stop-at", type=int, default=None, metavar="N",
                    help="stop (with a checkpoint) after iteration N; --resume continues later")
     p.add_argument("--max-minutes", type=float, default=None,
@@ -37,7 +39,9 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
     cfg = load_config(args.config, args.overrides)
-    from flownet_ros.train.trainer import CHECKPOINT, Trainer  # heavy imports after argument checks
+    from flownet_ros.train.trainer import CHECKPOINT, Trainer, claim_out_dir  # heavy imports after argument checks
+
+    claim_out_dir(Path(cfg["train"]["out_dir"]), resume=bool(args.resume), overwrite=args.overwrite)
 
     command = "python -m flownet_ros.train " + " ".join(shlex.quote(a) for a in
                                                         (sys.argv[1:] if argv is None else argv))
