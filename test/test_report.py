@@ -94,6 +94,22 @@ def test_outputs_equal_to_ground_truth_score_zero(sample, tmp_path):
     node_row = next(line for line in md.splitlines() if line.startswith("| node "))
     epe_col = [c.strip() for c in header.split("|")].index("EPE (px)")
     assert [c.strip() for c in node_row.split("|")][epe_col] == "0.000" and "![Latency](latency.png)" in md
+    # the strip: one colour scale for all its tiles = the largest |flow| shown (here every frame's ground truth)
+    largest = max(float(np.nanmax(np.hypot(g[..., 0], g[..., 1]))) for s, g in gts.items() if s != frames[0][0])
+    assert data["strip_scale_px"] == pytest.approx(largest, rel=1e-5)
+    assert f"full saturation = {largest:.2f} px" in md
+
+
+def test_colour_wheel_shows_the_strip_scale():
+    from flownet_ros.evaluation.render import colour_wheel
+    from flownet_ros.flow.colour import flow_to_color
+
+    wheel = colour_wheel(7.5, size=101)
+    at = {(50, 100): (7.5, 0.0), (0, 50): (0.0, -7.5), (50, 50): (0.0, 0.0), (50, 75): (3.75, 0.0)}
+    for (row, col), (u, v) in at.items():  # x right, y down, radius 7.5 px = full saturation
+        expect = flow_to_color(np.array([[[u, v]]], np.float32), max_flow=7.5)[0, 0]
+        assert np.abs(wheel[row, col].astype(int) - expect).max() <= 12, (row, col, wheel[row, col], expect)
+    assert (wheel[0, 0] == 255).all()  # outside the disc
 
 
 def test_dropped_frames_and_pairs_across_a_drop(sample, tmp_path):

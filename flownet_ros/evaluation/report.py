@@ -252,7 +252,7 @@ def _write(report: Dict[str, Any], run: _Run, out_dir: Path) -> None:
         if any(s["gt"] is not None for s in run.strip):
             rows.append(("ground truth", "gt"))
         rows += [(s.name, f"other{i}") for i, s in enumerate(run.others)]
-        render.strip_plot(out_dir / "strip.png", run.strip, rows)
+        report["strip_scale_px"] = render.strip_plot(out_dir / "strip.png", run.strip, rows)
         plots["strip"] = "strip.png"
     report["plots"] = plots
     render.write_json(out_dir / "report.json", report)
@@ -288,6 +288,9 @@ def markdown(report: Dict[str, Any]) -> str:
     for key, title in (("latency", "Latency"), ("accuracy", "Accuracy over time"), ("strip", "Frames")):
         if key in report.get("plots", {}):
             lines += [f"## {title}", "", f"![{title}]({report['plots'][key]})", ""]
+    if "strip_scale_px" in report:
+        lines += [f"Flow colours (hue = direction, saturation = magnitude; the wheel at the right) share one "
+                  f"scale: full saturation = {report['strip_scale_px']:.2f} px, the largest |flow| in the strip.", ""]
     return "\n".join(lines)
 
 
