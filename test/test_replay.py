@@ -4,6 +4,8 @@ The node runs as a subprocess with a tiny width-0.125 checkpoint written into tm
 tests do not depend on the shipped model.
 """
 
+import re
+
 import numpy as np
 import pytest
 
@@ -17,7 +19,7 @@ from flownet_ros.evaluation.bagio import (
     select_image_topic,
 )
 from flownet_ros.evaluation.node_process import NodeProcess, node_command
-from flownet_ros.evaluation.replay import ReplayOptions, main, replay
+from flownet_ros.evaluation.replay import RECORD_ALL, ReplayOptions, main, replay
 from flownet_ros.evaluation.sample_bag import GT_TOPIC, IMAGE_TOPIC, write_sample_bag
 from flownet_ros.ros.dds import with_profile
 
@@ -54,7 +56,7 @@ def recorded(out_bag, topic):
 @pytest.mark.parametrize("storage", ["sqlite3", "mcap"])
 def test_replay_gives_one_flow_per_frame_pair(tmp_path, tiny_checkpoint, storage):
     bag = write_sample_bag(tmp_path / "in", frames=N, size=SIZE, storage=storage, progress=False)
-    result = replay(ReplayOptions(bag=bag, rate=0.0, out_dir=tmp_path / "run", progress=False,
+    result = replay(ReplayOptions(bag=bag, rate=0.0, out_dir=tmp_path / "run", progress=False, record=RECORD_ALL,
                                   params={"checkpoint": tiny_checkpoint, "device": "cpu"}))
     stamps = input_stamps(bag)
     assert result.image_topic == IMAGE_TOPIC and result.frames_sent == N and result.missing == []
@@ -188,9 +190,14 @@ def test_corrupt_bags_raise_errors_naming_the_bag(tmp_path, storage, ext, capsys
         BagReader(good).open()
     with pytest.raises(BagError, match="does not exist"):
         BagReader(tmp_path / "missing")
-    with pytest.raises(BagError, match="ROS 1 bag"):
+    with pytest.raises(BagError, match="ROS 1 bag") as err:
         (tmp_path / "old.bag").write_bytes(b"#ROSBAG V2.0\n")
         BagReader(tmp_path / "old.bag")
+    import sys
+    from pathlib import Path
+
+    venv_tool = Path(sys.executable).parent / "rosbags-convert"  # a venv's bin/ is often not on PATH
+    assert f"({venv_tool if venv_tool.is_file() else 'rosbags-convert'} --src" in str(err.value)
 
 
 def test_demo_on_a_user_bag(tmp_path, tiny_checkpoint, capsys):
@@ -211,11 +218,34 @@ def test_demo_on_a_user_bag(tmp_path, tiny_checkpoint, capsys):
     assert f"report: {tmp_path / 'run' / 'report' / 'report.md'}" in out
     report = (tmp_path / "run" / "report" / "report.md").read_text()
     assert "dis-medium offline" in report
+    # by default only what the report reads is recorded, and the size is said
+    with BagReader(tmp_path / "run" / "outputs") as b:
+        assert set(b.topics) == {"/flownet/flow", "/flownet/flow_pair", "/diagnostics"}
+    assert re.search(rf"outputs: {re.escape(str(tmp_path / 'run'))} \([0-9.]+ MB: outputs/ [0-9.]+ MB, "
+                     r"report/ [0-9.]+ MB\)", out), out
+    assert re.search(r"-> .*outputs \([0-9.]+ MB\)", out)
+    # the header's node counters are a sample taken after the last output: they agree with the table
+    diag = next(line for line in report.splitlines() if line.startswith("- node diagnostics"))
+    assert "after the last flow output" in diag and "flow_published=3," in diag, diag
+    assert rows["node /flownet/flow"][rows["method"].index("outputs")] == "3"
     # parameters given by the user replace the demo's defaults instead of being passed twice
     params = demo.demo_params(["inference_height:=64", "device:=cuda"], "cpu")
     assert params == {"device": "cuda", "inference_height": "64"}
     assert demo.main(["--bag", str(tmp_path / "nope")]) == 1
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_make_demo_errors_name_make_variables(tmp_path, capsys, monkeypatch):
+    from flownet_ros import demo
+
+    two = make_bag(tmp_path / "two", {"/left/image": "rgb8", "/right/image": "rgb8"})
+    monkeypatch.setenv("MAKELEVEL", "1")  # make sets it for the commands it runs
+    assert demo.main(["--bag", str(two), "--out-dir", str(tmp_path / "run")]) == 1
+    err = capsys.readouterr().err
+    assert "choose one with TOPIC=<topic>" in err and "--topic" not in err, err
+    monkeypatch.delenv("MAKELEVEL")
+    assert demo.main(["--bag", str(two), "--out-dir", str(tmp_path / "run2")]) == 1
+    assert "choose one with --topic" in capsys.readouterr().err
 
 
 def test_replay_compressed_images(tmp_path, tiny_checkpoint):
@@ -340,3 +370,31 @@ def test_rate0_replay_notices_at_once_that_its_node_died(tmp_path, tiny_checkpoi
     os.kill(node, signal.SIGKILL)
     out, err = proc.communicate(timeout=120)  # before the fix: the 600 s timeout (TimeoutExpired here)
     assert proc.returncode == 1 and "the node exited with code -9" in err, err
+
+
+def test_a_replay_that_starts_its_node_stays_off_the_current_domain(tmp_path, tiny_checkpoint):
+    """By default the replay and its node use a private domain, localhost only: a process on the current domain
+    (this test's) sees neither the camera topic nor the node; with --current-domain it sees both."""
+    import signal
+
+    import rclpy
+
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
+    watcher = rclpy.create_node("watcher", context=ctx)
+    seen = {}
+    try:
+        for private in (True, False):
+            extra = () if private else ("--current-domain",)
+            proc, _, _ = _start_replay_cli(tmp_path / f"private_{private}", tiny_checkpoint, 60, "--rate", "0.5",
+                                           *extra)
+            try:
+                seen[private] = _wait_until(lambda: watcher.count_publishers(IMAGE_TOPIC) > 0
+                                            and "flownet" in watcher.get_node_names(), 10)
+            finally:
+                proc.send_signal(signal.SIGTERM)
+                proc.communicate(timeout=60)
+    finally:
+        watcher.destroy_node()
+        rclpy.shutdown(context=ctx)
+    assert seen == {True: False, False: True}

@@ -7,6 +7,7 @@ Every failure to read a bag, or to find what was asked for in it, raises :class:
 from __future__ import annotations
 
 import struct
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
@@ -29,6 +30,12 @@ TYPESTORE = get_typestore(Stores.ROS2_KILTED)
 WALL_SPAN_KEY = "flownet_ros.flow_wall_span_s"
 RATE_KEY = "flownet_ros.rate"
 INPUT_BAG_KEY = "flownet_ros.input_bag"  # the input bag a replay recorded from
+
+
+def rosbags_convert() -> str:
+    """The rosbags-convert command of this interpreter's environment (a venv's bin/ is often not on PATH)."""
+    here = Path(sys.executable).parent / "rosbags-convert"
+    return str(here) if here.is_file() else "rosbags-convert"
 
 
 class BagError(ValueError):
@@ -98,7 +105,7 @@ class BagReader:
             raise BagError(f"bag {self.path} does not exist")
         if self.path.suffix == ".bag":
             raise BagError(f"bag {self.path} is a ROS 1 bag; convert it to rosbag2 first "
-                           f"(rosbags-convert --src {self.path} --dst <dir>)")
+                           f"({rosbags_convert()} --src {self.path} --dst <dir>)")
         if self.path.is_dir() and not (self.path / "metadata.yaml").is_file():
             files = sorted(p.name for p in self.path.iterdir() if p.suffix in (".mcap", ".db3"))
             if len(files) != 1:

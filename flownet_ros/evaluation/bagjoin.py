@@ -110,7 +110,8 @@ class BagSources:
         return np.where(valid[..., None], gt, 0).astype(np.float32), valid
 
     def node_diagnostics(self, node_name: str) -> Dict[str, str]:
-        """key/values of the node's last /diagnostics status (status name contains the node name)."""
+        """key/values of the node's last /diagnostics status (status name contains the node name), and
+        ``after_last_flow_s``: its bag time minus the last flow's (negative: sampled before the last output)."""
         if self.output is None or "/diagnostics" not in self.output.topics:
             return {}
         last: Dict[str, str] = {}
@@ -118,7 +119,11 @@ class BagSources:
             for status in m.msg.status:
                 if node_name in status.name:
                     last = {"name": status.name, "message": status.message,
-                            **{kv.key: kv.value for kv in status.values}}
+                            **{kv.key: kv.value for kv in status.values}, "time_ns": m.time_ns}
+        if last and self.flows is not None and self.flows.times:
+            last_flow = max(max(t) for t in self.flows.times.values())
+            last["after_last_flow_s"] = f"{(last['time_ns'] - last_flow) / 1e9:.3f}"
+        last.pop("time_ns", None)
         return last
 
     def check_same_recording(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import os
@@ -18,6 +19,34 @@ TIME_REFERENCE = "sensor_msgs/msg/TimeReference"  # ~/flow_pair: header = newer 
 DIAGNOSTICS = "diagnostic_msgs/msg/DiagnosticArray"
 #: node output name -> message type (topics are <namespace>/<node name>/<output>)
 NODE_OUTPUTS = {"flow": IMAGE, "flow_color": IMAGE, "motion": TWIST, "flow_pair": TIME_REFERENCE}
+
+
+#: discovery on this machine only (Jazzy and later read the first, Humble the second)
+LOCALHOST_ONLY = {"ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST", "ROS_LOCALHOST_ONLY": "1"}
+
+
+def private_network(env: Dict[str, str]) -> Dict[str, str]:
+    """Environment overrides that put a replay and the node it starts on a ROS domain of their own, other than
+    ``env``'s, with localhost-only discovery: nothing of the replay reaches the robot's network or domain.
+    The domain is one of 1..101 (the ids every DDS maps to valid ports), chosen by process id."""
+    current = int(env.get("ROS_DOMAIN_ID") or 0)
+    domains = [d for d in range(1, 102) if d != current]
+    return {"ROS_DOMAIN_ID": str(domains[os.getpid() % len(domains)]), **LOCALHOST_ONLY}
+
+
+@contextlib.contextmanager
+def environ(overrides: Dict[str, str]):
+    """os.environ with ``overrides`` inside the block (rclpy reads the domain and discovery range at init)."""
+    old = {k: os.environ.get(k) for k in overrides}
+    os.environ.update(overrides)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 class ReplayError(RuntimeError):

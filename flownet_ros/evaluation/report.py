@@ -275,8 +275,13 @@ def markdown(report: Dict[str, Any]) -> str:
     lines += [f"- baseline: {b}" for b in report.get("baselines", [])]
     diag = report.get("node_diagnostics") or {}
     if diag:  # the node's own latency uses its clock: wall time unless it ran with use_sim_time + /clock
-        lines.append("- node diagnostics (last; all values in report.json): "
-                     + ", ".join(f"{k}={v}" for k, v in diag.items() if "latency" not in k))
+        after = float(diag.get("after_last_flow_s", "nan"))
+        when = ("the last sample, after the last flow output: its counters cover every output"
+                if after >= 0 else f"the last sample, {-after:.2f} s before the last flow output: its counters "
+                "miss the outputs after it" if after < 0 else "the last sample")
+        shown = {k: v for k, v in diag.items() if "latency" not in k and k != "after_last_flow_s"}
+        lines.append(f"- node diagnostics ({when}; all values in report.json): "
+                     + ", ".join(f"{k}={v}" for k, v in shown.items()))
     lines += _notes(report)
     lines += ["", "## Summary", "", render.table(report["summary"], SUMMARY_COLUMNS), "",
               "Photometric error: mean |older frame - newer frame warped back by the flow| (0..255) over "
