@@ -398,3 +398,31 @@ def test_a_replay_that_starts_its_node_stays_off_the_current_domain(tmp_path, ti
         watcher.destroy_node()
         rclpy.shutdown(context=ctx)
     assert seen == {True: False, False: True}
+
+
+def test_frames_above_the_default_max_pixels_go_through_with_the_nodes_max_pixels(tmp_path, tiny_checkpoint,
+                                                                                   capsys):
+    """-p max_pixels:=... reaches the node and the replay's / report's own decoding (a 3.2 MP camera)."""
+    import json
+
+    import cv2
+
+    from flownet_ros.evaluation.report import main as report_main
+
+    h, w = 1600, 2000  # 3.2 MP, above the default 3 MP
+    texture = cv2.GaussianBlur(np.random.default_rng(0).integers(0, 255, (h, w + 8, 3), np.uint8), (0, 0), 2)
+    with BagWriter(tmp_path / "big", "mcap") as bag:
+        bag.add("/cam/image", IMAGE)
+        for k in range(3):
+            t = 10**9 + k * 10**8
+            bag.write("/cam/image", t, rgb_message(np.ascontiguousarray(texture[:, 2 * k:2 * k + w]), t, "cam"))
+    assert main([str(tmp_path / "big"), "--rate", "0", "--checkpoint", tiny_checkpoint, "-p", "device:=cpu",
+                 "-p", "refine:=none", "-p", "max_pixels:=4000000", "--out-dir", str(tmp_path / "run"),
+                 "--quiet"]) == 0, capsys.readouterr()
+    rep = json.loads((tmp_path / "run" / "report" / "report.json").read_text())
+    assert rep["records_skipped"] == [] and rep["summary"][0]["outputs"] == 2
+    # the report on its own: without the node's max_pixels it refuses the frames as the node would
+    assert report_main([str(tmp_path / "big"), "--offline", "--out", str(tmp_path / "r1"), "--quiet"]) == 1
+    assert "exceeds max_pixels (3000000)" in capsys.readouterr().err
+    assert report_main([str(tmp_path / "big"), "--offline", "--out", str(tmp_path / "r2"), "--quiet",
+                        "--max-pixels", "4000000", "--checkpoint", tiny_checkpoint, "--device", "cpu"]) == 0

@@ -37,8 +37,9 @@ class BagSources:
 
     def __init__(self, input_bag: Path, output_bag: Optional[Path] = None, topic: Optional[str] = None,
                  gt_topic: Optional[str] = None, flow_topic: Optional[str] = None, node_name: str = "flownet",
-                 namespace: str = ""):
+                 namespace: str = "", max_pixels: Optional[int] = None):
         self.readers: List[BagReader] = []
+        self.max_pixels = max_pixels  # the node's (None: its default): larger frames are refused, as it does
         self.undecodable: List[Tuple[int, str]] = []  # (record index, why)
         try:
             self.input = self._open(input_bag)
@@ -85,7 +86,7 @@ class BagSources:
         """(stamp ns, HxWx3 uint8 RGB) of the camera topic in bag order; refused records skipped."""
         for k, m in enumerate(self.input.messages([self.topic])):
             try:
-                yield m.stamp_ns, decode_image(m.msg)
+                yield m.stamp_ns, decode_image(m.msg, self.max_pixels)
             except (ValueError, BagError) as err:
                 self.undecodable.append((k, str(err)))
 

@@ -127,11 +127,21 @@ def camera_topic(bag: BagReader, topic: Optional[str]) -> Tuple[str, str, int]:
     return topic, msgtype, count
 
 
-def read_frames(bag: BagReader, topic: str) -> Iterator[RecordedFrame]:
-    """Records of ``topic`` in bag order, each checked as the node checks a message."""
+def node_max_pixels(params: Dict[str, str]) -> Optional[int]:
+    """The ``max_pixels`` given to the node (``-p max_pixels:=N``), None = the node's default."""
+    if "max_pixels" not in params:
+        return None
+    try:
+        return int(params["max_pixels"])
+    except ValueError:
+        raise ValueError(f"node parameter max_pixels must be an integer, got {params['max_pixels']!r}") from None
+
+
+def read_frames(bag: BagReader, topic: str, max_pixels: Optional[int] = None) -> Iterator[RecordedFrame]:
+    """Records of ``topic`` in bag order, each checked as the node checks a message (with its ``max_pixels``)."""
     for m in bag.messages([topic]):
         try:
-            decode_image(m.msg)
+            decode_image(m.msg, max_pixels)
             error = None
         except (ValueError, BagError) as exc:  # undecodable CDR, bad image fields, refused size
             error = str(exc)
@@ -177,7 +187,8 @@ def replay(opts: ReplayOptions) -> ReplayResult:
     session = Session(opts, topic, msgtype, out_dir, writer)
     try:
         session.start()
-        sent, missing, undecodable = session.send(read_frames(bag, topic), n_frames)
+        frames = read_frames(bag, topic, node_max_pixels(opts.params))
+        sent, missing, undecodable = session.send(frames, n_frames)
         received = session.finish()
     finally:
         session.close()
@@ -451,7 +462,7 @@ def replay_and_report(opts: ReplayOptions, gt_topic: Optional[str] = None, basel
         rep = evaluate(ReportOptions(input_bag=opts.bag, output_bag=result.output_bag, out_dir=report_dir,
                                      topic=result.image_topic, gt_topic=gt_topic, node_name=opts.node_name,
                                      namespace=opts.namespace, baselines=tuple(baselines), progress=opts.progress,
-                                     rate=opts.rate))
+                                     rate=opts.rate, max_pixels=node_max_pixels(opts.params)))
     except BagError as err:
         print(f"error: {wording(str(err))}", file=sys.stderr)
         return 1

@@ -63,6 +63,7 @@ class ReportOptions:
     strip_frames: int = STRIP_FRAMES
     rate: Optional[float] = None  # replay rate, for the record only
     force: bool = False  # report an output bag even when its flow stamps are not the input bag's frames
+    max_pixels: Optional[int] = None  # the node's max_pixels (None: its default); larger frames are skipped
 
 
 def _timed(estimator, img1: np.ndarray, img2: np.ndarray) -> Tuple[np.ndarray, float]:
@@ -191,7 +192,7 @@ def evaluate(opts: ReportOptions) -> Dict[str, Any]:
     consecutive frames, the pair the ground truth describes. Baselines and zero flow: the same pairs.
     """
     src = BagSources(opts.input_bag, opts.output_bag, opts.topic, opts.gt_topic, opts.flow_topic, opts.node_name,
-                     opts.namespace)
+                     opts.namespace, opts.max_pixels)
     try:
         if src.n_frames < 2:
             raise BagError(f"bag {opts.input_bag}: topic {src.topic} has {src.n_frames} frame(s); a report needs "
@@ -330,6 +331,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--namespace", default="")
     add_estimator_arguments(p)  # --offline: what runs on the frames (default: what the node runs)
     add_baseline_argument(p)
+    p.add_argument("--max-pixels", type=int, help="the node's max_pixels: larger frames are skipped, as the node "
+                   "refuses them (default: the node's default)")
     p.add_argument("--force", action="store_true",
                    help="report --outputs even when its flow stamps are not frames of the input bag")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -346,7 +349,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     opts = ReportOptions(input_bag=args.input_bag, out_dir=args.out, output_bag=args.outputs, topic=args.topic,
                          gt_topic=args.gt_topic, flow_topic=args.flow_topic, node_name=args.node_name,
                          namespace=args.namespace, estimator=spec, baselines=tuple(args.baseline),
-                         progress=not args.quiet, force=args.force)
+                         progress=not args.quiet, force=args.force, max_pixels=args.max_pixels)
     try:
         report = evaluate(opts)
     except BagError as err:
