@@ -250,3 +250,14 @@ def test_a_bag_without_a_frame_pair_is_an_error(tmp_path, capsys, frames):
     err = capsys.readouterr().err
     assert str(tmp_path / "short") in err and "frame" in err, err
     assert not (tmp_path / "rep").exists()
+
+
+def test_a_quoted_tilde_is_expanded(sample, tmp_path, monkeypatch):
+    """``--out '~/rep'`` (quoted, or from make) means the home folder, not a folder named '~'."""
+    bag, frames, gts = sample
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "bag").symlink_to(bag)
+    write_outputs(tmp_path / "out", [(s, filled(gts[s]), 10**7) for s, _ in frames[1:]])
+    monkeypatch.chdir(tmp_path)
+    assert main(["~/bag", "--outputs", "~/out", "--out", "~/rep", "--quiet"]) == 0
+    assert (tmp_path / "rep" / "report.md").is_file() and not (tmp_path / "~").exists()
