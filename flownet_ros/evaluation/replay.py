@@ -173,6 +173,7 @@ def replay(opts: ReplayOptions) -> ReplayResult:
         raise ValueError(f"--rate must be >= 0, got {opts.rate}")
     if "flow" not in opts.record or set(opts.record) - set(RECORD_ALL):
         raise ValueError(f"record must include 'flow' and name only {RECORD_ALL}, got {opts.record}")
+    max_pixels = node_max_pixels(opts.params)
     bag = BagReader(opts.bag)
     bag.open()
     try:
@@ -187,8 +188,7 @@ def replay(opts: ReplayOptions) -> ReplayResult:
     session = Session(opts, topic, msgtype, out_dir, writer)
     try:
         session.start()
-        frames = read_frames(bag, topic, node_max_pixels(opts.params))
-        sent, missing, undecodable = session.send(frames, n_frames)
+        sent, missing, undecodable = session.send(read_frames(bag, topic, max_pixels), n_frames)
         received = session.finish()
     finally:
         session.close()
