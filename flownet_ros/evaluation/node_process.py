@@ -113,6 +113,8 @@ class NodeProcess:
 
     The node cannot outlive the process that started it: it gets SIGTERM when that process dies, however
     it dies (Linux parent-death signal), and it runs in its own process group (``stop`` signals the group).
+    The kernel ties that signal to the creating *thread*: create it from a thread that lives as long as the
+    node should (the main thread, as replay does).
     """
 
     def __init__(self, cmd: Sequence[str], log_path: Path, env: Dict[str, str]):
