@@ -14,13 +14,19 @@ import argparse
 import os
 import sys
 from datetime import datetime
-from pathlib import Path
 from typing import Dict, Optional, Sequence
 
-from flownet_ros.evaluation.replay import ReplayOptions, parse_params, replay_and_report
+from flownet_ros.cli import tool, user_path
+from flownet_ros.evaluation.replay import (
+    ReplayOptions,
+    disk_usage,
+    megabytes,
+    parse_params,
+    record_option,
+    replay_and_report,
+)
 from flownet_ros.evaluation.sample_bag import DEFAULT_PATH, write_sample_bag
 from flownet_ros.paths import workspace
-from flownet_ros.ros.dds import local_discovery
 
 #: Methods run on the same frame pairs as the node, for comparison.
 DEMO_BASELINES = ("dis-medium",)
@@ -39,9 +45,10 @@ def _cuda() -> bool:
     return torch.cuda.is_available()
 
 
+@tool("python -m flownet_ros.demo")
 def main(argv: Optional[Sequence[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="python -m flownet_ros.demo", description=__doc__.split("\n")[0])
-    p.add_argument("--bag", type=Path, help="rosbag2 to replay (default: the synthetic sample bag)")
+    p.add_argument("--bag", type=user_path, help="rosbag2 to replay (default: the synthetic sample bag)")
     p.add_argument("--topic", help="camera topic in the bag (default: the only one)")
     p.add_argument("--rate", type=float, default=0.0,
                    help="0 = as fast as the node keeps up, every frame pair scored (default); "
@@ -49,8 +56,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--device", default="auto", help="node device: auto, cpu, cuda")
     p.add_argument("-p", "--param", action="append", default=[], metavar="NAME:=VALUE",
                    help="extra node parameter, e.g. -p inference_width:=640 -p inference_height:=448")
-    p.add_argument("--out-dir", type=Path, help="default out/demo/<bag>_<time>")
+    p.add_argument("--out-dir", type=user_path, help="default out/demo/<bag>_<time>")
+    p.add_argument("--current-domain", dest="private_domain", action="store_false",
+                   help="publish into the current ROS_DOMAIN_ID (to watch in RViz); default: a private domain, "
+                        "localhost only")
+    p.add_argument("--record-color", action="store_true", help="also record ~/flow_color")
+    p.add_argument("--record-all", action="store_true", help="record every output of the node")
     args = p.parse_args(argv)
+    wording = make_wording if os.environ.get("MAKELEVEL") else str
 
     bag = args.bag
     if bag is None:
@@ -77,9 +90,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    opts = ReplayOptions(bag=bag, topic=args.topic, rate=args.rate, params=params, out_dir=out_dir)
-    os.environ.update(local_discovery())  # the demo's traffic stays on this machine (its node inherits it)
-    return replay_and_report(opts, baselines=DEMO_BASELINES)
+    opts = ReplayOptions(bag=bag, topic=args.topic, rate=args.rate, params=params, out_dir=out_dir,
+                         record=record_option(args.record_color, args.record_all), private_domain=args.private_domain)
+    code = replay_and_report(opts, baselines=DEMO_BASELINES, wording=wording)
+    if out_dir.exists():
+        parts = ", ".join(f"{p.name}/ {megabytes(disk_usage(p))}" for p in sorted(out_dir.iterdir()) if p.is_dir())
+        print(f"outputs: {out_dir} ({megabytes(disk_usage(out_dir))}: {parts}); delete the folder when done")
+    return code
+
+
+def make_wording(text: str) -> str:
+    """Error messages for ``make demo`` users, who set make variables instead of options."""
+    for option, variable in (("--topic", "TOPIC="), ("--bag", "BAG="), ("--rate", "RATE=")):
+        text = text.replace(option, f"{variable}<{option[2:]}>")
+    return text
 
 
 if __name__ == "__main__":

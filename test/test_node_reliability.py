@@ -315,12 +315,15 @@ def test_tests_and_demo_discover_only_this_host(monkeypatch, tmp_path):
     assert local_discovery({"ROS_AUTOMATIC_DISCOVERY_RANGE": "SUBNET"}, "jazzy") == {
         "ROS_AUTOMATIC_DISCOVERY_RANGE": "SUBNET"}
     assert os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE") == "LOCALHOST" or os.environ.get("ROS_LOCALHOST_ONLY")
-    for var in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_LOCALHOST_ONLY"):
-        monkeypatch.delenv(var, raising=False)
     from flownet_ros import demo
+    from flownet_ros.evaluation.node_process import private_network
 
-    monkeypatch.setattr(demo, "replay_and_report", lambda opts, baselines: 0)
+    seen = {}
+    monkeypatch.setattr(demo, "replay_and_report", lambda opts, **kw: seen.setdefault("opts", opts) and 0)
     (tmp_path / "in.mcap").touch()
     assert demo.main(["--bag", str(tmp_path / "in.mcap"), "--param", "checkpoint:=x.pt", "--out-dir",
                       str(tmp_path / "out")]) == 0
-    assert os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] == "LOCALHOST"
+    assert seen["opts"].private_domain  # the demo's node and replay: a private domain, this host only
+    for distro, var in (("humble", "ROS_LOCALHOST_ONLY"), ("jazzy", "ROS_AUTOMATIC_DISCOVERY_RANGE")):
+        net = private_network({"ROS_DISTRO": distro, "ROS_DOMAIN_ID": "7"})
+        assert net["ROS_DOMAIN_ID"] != "7" and var in net and len(net) == 2, net

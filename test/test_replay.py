@@ -4,6 +4,8 @@ The node runs as a subprocess with a tiny width-0.125 checkpoint written into tm
 tests do not depend on the shipped model.
 """
 
+import re
+
 import numpy as np
 import pytest
 
@@ -17,7 +19,7 @@ from flownet_ros.evaluation.bagio import (
     select_image_topic,
 )
 from flownet_ros.evaluation.node_process import NodeProcess, node_command
-from flownet_ros.evaluation.replay import ReplayOptions, main, replay
+from flownet_ros.evaluation.replay import RECORD_ALL, ReplayOptions, main, replay
 from flownet_ros.evaluation.sample_bag import GT_TOPIC, IMAGE_TOPIC, write_sample_bag
 from flownet_ros.ros.dds import with_profile
 
@@ -54,7 +56,7 @@ def recorded(out_bag, topic):
 @pytest.mark.parametrize("storage", ["sqlite3", "mcap"])
 def test_replay_gives_one_flow_per_frame_pair(tmp_path, tiny_checkpoint, storage):
     bag = write_sample_bag(tmp_path / "in", frames=N, size=SIZE, storage=storage, progress=False)
-    result = replay(ReplayOptions(bag=bag, rate=0.0, out_dir=tmp_path / "run", progress=False,
+    result = replay(ReplayOptions(bag=bag, rate=0.0, out_dir=tmp_path / "run", progress=False, record=RECORD_ALL,
                                   params={"checkpoint": tiny_checkpoint, "device": "cpu"}))
     stamps = input_stamps(bag)
     assert result.image_topic == IMAGE_TOPIC and result.frames_sent == N and result.missing == []
@@ -188,9 +190,14 @@ def test_corrupt_bags_raise_errors_naming_the_bag(tmp_path, storage, ext, capsys
         BagReader(good).open()
     with pytest.raises(BagError, match="does not exist"):
         BagReader(tmp_path / "missing")
-    with pytest.raises(BagError, match="ROS 1 bag"):
+    with pytest.raises(BagError, match="ROS 1 bag") as err:
         (tmp_path / "old.bag").write_bytes(b"#ROSBAG V2.0\n")
         BagReader(tmp_path / "old.bag")
+    import sys
+    from pathlib import Path
+
+    venv_tool = Path(sys.executable).parent / "rosbags-convert"  # a venv's bin/ is often not on PATH
+    assert f"({venv_tool if venv_tool.is_file() else 'rosbags-convert'} --src" in str(err.value)
 
 
 def test_demo_on_a_user_bag(tmp_path, tiny_checkpoint, capsys):
@@ -211,11 +218,34 @@ def test_demo_on_a_user_bag(tmp_path, tiny_checkpoint, capsys):
     assert f"report: {tmp_path / 'run' / 'report' / 'report.md'}" in out
     report = (tmp_path / "run" / "report" / "report.md").read_text()
     assert "dis-medium offline" in report
+    # by default only what the report reads is recorded, and the size is said
+    with BagReader(tmp_path / "run" / "outputs") as b:
+        assert set(b.topics) == {"/flownet/flow", "/flownet/flow_pair", "/diagnostics"}
+    assert re.search(rf"outputs: {re.escape(str(tmp_path / 'run'))} \([0-9.]+ MB: outputs/ [0-9.]+ MB, "
+                     r"report/ [0-9.]+ MB\)", out), out
+    assert re.search(r"-> .*outputs \([0-9.]+ MB\)", out)
+    # the header's node counters are a sample taken after the last output: they agree with the table
+    diag = next(line for line in report.splitlines() if line.startswith("- node diagnostics"))
+    assert "after the last flow output" in diag and "flow_published=3," in diag, diag
+    assert rows["node /flownet/flow"][rows["method"].index("outputs")] == "3"
     # parameters given by the user replace the demo's defaults instead of being passed twice
     params = demo.demo_params(["inference_height:=64", "device:=cuda"], "cpu")
     assert params == {"device": "cuda", "inference_height": "64"}
     assert demo.main(["--bag", str(tmp_path / "nope")]) == 1
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_make_demo_errors_name_make_variables(tmp_path, capsys, monkeypatch):
+    from flownet_ros import demo
+
+    two = make_bag(tmp_path / "two", {"/left/image": "rgb8", "/right/image": "rgb8"})
+    monkeypatch.setenv("MAKELEVEL", "1")  # make sets it for the commands it runs
+    assert demo.main(["--bag", str(two), "--out-dir", str(tmp_path / "run")]) == 1
+    err = capsys.readouterr().err
+    assert "choose one with TOPIC=<topic>" in err and "--topic" not in err, err
+    monkeypatch.delenv("MAKELEVEL")
+    assert demo.main(["--bag", str(two), "--out-dir", str(tmp_path / "run2")]) == 1
+    assert "choose one with --topic" in capsys.readouterr().err
 
 
 def test_replay_compressed_images(tmp_path, tiny_checkpoint):
@@ -262,3 +292,149 @@ def test_report_after_replay_uses_the_nodes_estimator_for_the_backward_flow():
         checkpoint="a.pt", bidirectional=True)
     with pytest.raises(ValueError, match="refine"):
         node_estimator_spec({"refine": "bogus"})
+
+
+def _node_children(pid):
+    """PIDs of the flownet nodes whose parent is ``pid`` (from /proc)."""
+    from pathlib import Path
+
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmd = (stat.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and b"flownet_ros.ros.node" in cmd:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def _gone(pid):
+    """True when ``pid`` no longer runs (exited, or a zombie nobody reaps)."""
+    from pathlib import Path
+
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in "ZX"
+    except OSError:
+        return True
+
+
+def _wait_until(cond, timeout, step=0.05):
+    import time
+
+    end = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > end:
+            return False
+        time.sleep(step)
+    return True
+
+
+def _start_replay_cli(tmp_path, checkpoint, frames, *extra):
+    """``python -m flownet_ros.evaluation.replay`` as a process; returns (process, run dir, node pid) once its
+    node has logged that it is ready."""
+    import subprocess
+    import sys
+
+    bag = write_sample_bag(tmp_path / "in", frames=frames, size=SIZE, progress=False)
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "flownet_ros.evaluation.replay", str(bag), "--out-dir", str(run),
+                             "--quiet", "--no-report", "--checkpoint", checkpoint, "-p", "device:=cpu", *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = run / "node.log"
+    assert _wait_until(lambda: log.is_file() and "ready" in log.read_text(errors="replace"), 180), \
+        proc.communicate(timeout=30) if proc.poll() is not None else "node not ready"
+    nodes = _node_children(proc.pid)
+    assert len(nodes) == 1
+    return proc, run, nodes[0]
+
+
+def test_sigterm_of_replay_stops_its_node_and_leaves_a_readable_bag(tmp_path, tiny_checkpoint):
+    import signal
+
+    proc, run, node = _start_replay_cli(tmp_path, tiny_checkpoint, 60, "--rate", "0.3")
+    assert _wait_until(lambda: False, 3) is False  # let some frames through
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "interrupted" in err and "Traceback" not in err
+    assert _wait_until(lambda: _gone(node), 15)
+    with BagReader(run / "outputs") as b:  # closed properly: readable, with what was recorded so far
+        assert "/flownet/flow" in b.topics and b.message_count("/flownet/flow") >= 1
+
+
+def test_sigkill_of_replay_takes_its_node_with_it(tmp_path, tiny_checkpoint):
+    import signal
+
+    proc, _, node = _start_replay_cli(tmp_path, tiny_checkpoint, 60, "--rate", "0.3")
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=30)
+    assert _wait_until(lambda: _gone(node), 15), "the node outlived its replay"
+
+
+def test_rate0_replay_notices_at_once_that_its_node_died(tmp_path, tiny_checkpoint):
+    """A node that dies mid-replay ends a --rate 0 replay with its log, not after the per-frame timeout."""
+    import os
+    import signal
+
+    proc, _, node = _start_replay_cli(tmp_path, tiny_checkpoint, 400, "--rate", "0", "--timeout", "600")
+    os.kill(node, signal.SIGKILL)
+    out, err = proc.communicate(timeout=120)  # before the fix: the 600 s timeout (TimeoutExpired here)
+    assert proc.returncode == 1 and "the node exited with code -9" in err, err
+
+
+def test_a_replay_that_starts_its_node_stays_off_the_current_domain(tmp_path, tiny_checkpoint):
+    """By default the replay and its node use a private domain, localhost only: a process on the current domain
+    (this test's) sees neither the camera topic nor the node; with --current-domain it sees both."""
+    import signal
+
+    import rclpy
+
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
+    watcher = rclpy.create_node("watcher", context=ctx)
+    seen = {}
+    try:
+        for private in (True, False):
+            extra = () if private else ("--current-domain",)
+            proc, _, _ = _start_replay_cli(tmp_path / f"private_{private}", tiny_checkpoint, 60, "--rate", "0.5",
+                                           *extra)
+            try:
+                seen[private] = _wait_until(lambda: watcher.count_publishers(IMAGE_TOPIC) > 0
+                                            and "flownet" in watcher.get_node_names(), 10)
+            finally:
+                proc.send_signal(signal.SIGTERM)
+                proc.communicate(timeout=60)
+    finally:
+        watcher.destroy_node()
+        rclpy.shutdown(context=ctx)
+    assert seen == {True: False, False: True}
+
+
+def test_frames_above_the_default_max_pixels_go_through_with_the_nodes_max_pixels(tmp_path, tiny_checkpoint,
+                                                                                   capsys):
+    """-p max_pixels:=... reaches the node and the replay's / report's own decoding (a 3.2 MP camera)."""
+    import json
+
+    import cv2
+
+    from flownet_ros.evaluation.report import main as report_main
+
+    h, w = 1600, 2000  # 3.2 MP, above the default 3 MP
+    texture = cv2.GaussianBlur(np.random.default_rng(0).integers(0, 255, (h, w + 8, 3), np.uint8), (0, 0), 2)
+    with BagWriter(tmp_path / "big", "mcap") as bag:
+        bag.add("/cam/image", IMAGE)
+        for k in range(3):
+            t = 10**9 + k * 10**8
+            bag.write("/cam/image", t, rgb_message(np.ascontiguousarray(texture[:, 2 * k:2 * k + w]), t, "cam"))
+    assert main([str(tmp_path / "big"), "--rate", "0", "--checkpoint", tiny_checkpoint, "-p", "device:=cpu",
+                 "-p", "refine:=none", "-p", "max_pixels:=4000000", "--out-dir", str(tmp_path / "run"),
+                 "--quiet"]) == 0, capsys.readouterr()
+    rep = json.loads((tmp_path / "run" / "report" / "report.json").read_text())
+    assert rep["records_skipped"] == [] and rep["summary"][0]["outputs"] == 2
+    # the report on its own: without the node's max_pixels it refuses the frames as the node would
+    assert report_main([str(tmp_path / "big"), "--offline", "--out", str(tmp_path / "r1"), "--quiet"]) == 1
+    assert "exceeds max_pixels (3000000)" in capsys.readouterr().err
+    assert report_main([str(tmp_path / "big"), "--offline", "--out", str(tmp_path / "r2"), "--quiet",
+                        "--max-pixels", "4000000", "--checkpoint", tiny_checkpoint, "--device", "cpu"]) == 0

@@ -94,6 +94,22 @@ def test_outputs_equal_to_ground_truth_score_zero(sample, tmp_path):
     node_row = next(line for line in md.splitlines() if line.startswith("| node "))
     epe_col = [c.strip() for c in header.split("|")].index("EPE (px)")
     assert [c.strip() for c in node_row.split("|")][epe_col] == "0.000" and "![Latency](latency.png)" in md
+    # the strip: one colour scale for all its tiles = the largest |flow| shown (here every frame's ground truth)
+    largest = max(float(np.nanmax(np.hypot(g[..., 0], g[..., 1]))) for s, g in gts.items() if s != frames[0][0])
+    assert data["strip_scale_px"] == pytest.approx(largest, rel=1e-5)
+    assert f"full saturation = {largest:.2f} px" in md
+
+
+def test_colour_wheel_shows_the_strip_scale():
+    from flownet_ros.evaluation.render import colour_wheel
+    from flownet_ros.flow.colour import flow_to_color
+
+    wheel = colour_wheel(7.5, size=101)
+    at = {(50, 100): (7.5, 0.0), (0, 50): (0.0, -7.5), (50, 50): (0.0, 0.0), (50, 75): (3.75, 0.0)}
+    for (row, col), (u, v) in at.items():  # x right, y down, radius 7.5 px = full saturation
+        expect = flow_to_color(np.array([[[u, v]]], np.float32), max_flow=7.5)[0, 0]
+        assert np.abs(wheel[row, col].astype(int) - expect).max() <= 12, (row, col, wheel[row, col], expect)
+    assert (wheel[0, 0] == 255).all()  # outside the disc
 
 
 def test_dropped_frames_and_pairs_across_a_drop(sample, tmp_path):
@@ -218,3 +234,47 @@ def test_fl_all_is_pooled_over_valid_pixels_like_evaluate():
                latency_ms=1.0)  # 1 of 1
     assert [s.fl_all for s in series.scores] == [0.0, 1.0]
     assert summarize(series)["fl_all"] == pytest.approx(0.2)
+
+
+def test_outputs_of_another_bag_are_refused_unless_forced_and_old_outputs_are_cleared(sample, tmp_path, capsys):
+    bag, frames, gts = sample
+    other = write_outputs(tmp_path / "other", [(s + 7, filled(gts[s]), 10**7) for s, _ in frames[1:]],
+                          custom={"flownet_ros.input_bag": "/elsewhere/bag"})
+    out = tmp_path / "rep"
+    assert main([str(bag), "--outputs", str(other), "--out", str(out), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert f"{other} was not recorded from" in err and "0 of its 5 flow stamps" in err
+    assert "/elsewhere/bag" in err and "--force" in err
+    assert not out.exists()  # a report that fails leaves no folder
+    out.mkdir()
+    (out / "latency.png").write_bytes(b"plot of an earlier run")
+    assert main([str(bag), "--outputs", str(other), "--out", str(out), "--quiet", "--force"]) == 0
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["outputs_without_input"] == N - 1 and rep["summary"][0]["outputs"] == 0
+    assert not (out / "latency.png").exists()  # nothing to plot this time, and the old plot is gone
+    assert (out / "report.md").is_file() and (out / "accuracy.png").is_file()
+
+
+@pytest.mark.parametrize("frames", [0, 1])
+def test_a_bag_without_a_frame_pair_is_an_error(tmp_path, capsys, frames):
+    from flownet_ros.evaluation.bagio import rgb_message
+
+    with BagWriter(tmp_path / "short", "mcap") as w:
+        w.add(IMAGE_TOPIC, IMAGE)
+        for k in range(frames):
+            w.write(IMAGE_TOPIC, 10**9 + k, rgb_message(np.zeros((8, 8, 3), np.uint8), 10**9 + k, "cam"))
+    assert main([str(tmp_path / "short"), "--offline", "--out", str(tmp_path / "rep"), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert str(tmp_path / "short") in err and "frame" in err, err
+    assert not (tmp_path / "rep").exists()
+
+
+def test_a_quoted_tilde_is_expanded(sample, tmp_path, monkeypatch):
+    """``--out '~/rep'`` (quoted, or from make) means the home folder, not a folder named '~'."""
+    bag, frames, gts = sample
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "bag").symlink_to(bag)
+    write_outputs(tmp_path / "out", [(s, filled(gts[s]), 10**7) for s, _ in frames[1:]])
+    monkeypatch.chdir(tmp_path)
+    assert main(["~/bag", "--outputs", "~/out", "--out", "~/rep", "--quiet"]) == 0
+    assert (tmp_path / "rep" / "report.md").is_file() and not (tmp_path / "~").exists()

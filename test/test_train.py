@@ -360,3 +360,18 @@ def test_export_averages_models_of_one_architecture(tmp_path):
     other = save_checkpoint(tmp_path / "wide.pt", ModelSpec(width=0.25).build(), ModelSpec(width=0.25))
     with pytest.raises(ValueError, match="m0.pt: model .* differs from .*wide.pt: .*only models of one architecture"):
         export_main([str(paths[0]), str(other), str(tmp_path / "bad.pt")])
+
+
+def test_a_new_run_into_a_run_folder_is_refused_unless_resume_or_overwrite(tmp_path, capsys):
+    cfg_path = tiny_config(tmp_path, iterations=2, val_every=0)
+    assert train_main(["--config", str(cfg_path), "--no-progress", "--stop-at", "1"]) == 0
+    before = (tmp_path / "run" / "checkpoint.pt").read_bytes()
+    capsys.readouterr()
+    assert train_main(["--config", str(cfg_path), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(tmp_path / "run") in err and "--resume" in err and "--overwrite" in err
+    assert (tmp_path / "run" / "checkpoint.pt").read_bytes() == before  # nothing replaced
+    assert train_main(["--config", str(cfg_path), "--no-progress", "--overwrite", "--stop-at", "0"]) == 0
+    assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["iteration"] == 0
+    assert train_main(["--config", str(cfg_path), "--no-progress", "--resume"]) == 0
+    assert (tmp_path / "run" / "final.pt").is_file()

@@ -3,7 +3,7 @@
 Every reader is a torch ``Dataset`` whose item is ``{'img1': uint8 [H,W,3] RGB, 'img2': same,
 'flow': float32 [H,W,2] pixels, 'valid': bool [H,W]}``. Pairs are listed when the dataset is
 built (a missing file raises FileNotFoundError naming it then); files are decoded when an item is
-read (a corrupt file raises ValueError / FlowFileError naming it).
+read (a corrupt file raises DatasetError / FlowFileError naming it; both are ValueErrors).
 
 Layouts (see docs/data.md):
 - Flying Chairs: ``<root>/NNNNN_img1.ppm``, ``NNNNN_img2.ppm``, ``NNNNN_flow.flo`` (also under
@@ -30,6 +30,10 @@ PathLike = Union[str, "os.PathLike[str]"]
 Pair = Tuple[Path, Path, Path]
 
 
+class DatasetError(ValueError):
+    """A dataset file or list is corrupt or does not fit (sizes, list lines). The message names the file."""
+
+
 def read_image(path: PathLike) -> np.ndarray:
     """Read an image file -> uint8 [H,W,3] RGB (grey is replicated, alpha dropped, 16-bit scaled)."""
     path = Path(path)
@@ -37,17 +41,17 @@ def read_image(path: PathLike) -> np.ndarray:
         raise FileNotFoundError(f"{path}: image file not found")
     img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if img is None:
-        raise ValueError(f"{path}: cannot decode image (corrupt or unsupported format)")
+        raise DatasetError(f"{path}: cannot decode image (corrupt or unsupported format)")
     if img.dtype == np.uint16:
         img = (img >> 8).astype(np.uint8)
     elif img.dtype != np.uint8:
-        raise ValueError(f"{path}: unsupported image dtype {img.dtype}")
+        raise DatasetError(f"{path}: unsupported image dtype {img.dtype}")
     if img.ndim == 2:
         return np.ascontiguousarray(np.repeat(img[:, :, None], 3, axis=2))
     if img.shape[2] == 4:
         img = img[:, :, :3]
     if img.shape[2] != 3:
-        raise ValueError(f"{path}: expected 1, 3 or 4 channels, got {img.shape[2]}")
+        raise DatasetError(f"{path}: expected 1, 3 or 4 channels, got {img.shape[2]}")
     return np.ascontiguousarray(img[:, :, ::-1])
 
 
@@ -81,9 +85,9 @@ class FlowPairDataset(Dataset):
         img1, img2 = read_image(p1), read_image(p2)
         flow, valid = read_flow(pf)
         if img1.shape != img2.shape:
-            raise ValueError(f"{p1} and {p2}: image sizes differ ({img1.shape[:2]} vs {img2.shape[:2]})")
+            raise DatasetError(f"{p1} and {p2}: image sizes differ ({img1.shape[:2]} vs {img2.shape[:2]})")
         if flow.shape[:2] != img1.shape[:2]:
-            raise ValueError(f"{pf}: flow size {flow.shape[:2]} does not match image {p1} {img1.shape[:2]}")
+            raise DatasetError(f"{pf}: flow size {flow.shape[:2]} does not match image {p1} {img1.shape[:2]}")
         return {"img1": img1, "img2": img2, "flow": flow, "valid": self.valid_mask(index, valid)}
 
 
@@ -111,7 +115,7 @@ class FlyingChairs(FlowPairDataset):
                           _require(folder / f"{stem}_flow.flo", "flow file")))
         if split != "all":
             if split not in self.SPLITS:
-                raise ValueError(f"split must be 'train', 'val' or 'all', got {split!r}")
+                raise DatasetError(f"split must be 'train', 'val' or 'all', got {split!r}")
             if split_file is None:
                 candidates = [folder / "FlyingChairs_train_val.txt", root / "FlyingChairs_train_val.txt",
                               root.parent / "FlyingChairs_train_val.txt"]
@@ -130,10 +134,10 @@ class FlyingChairs(FlowPairDataset):
         _require(path, "Flying Chairs split list")
         labels = path.read_text().split()
         if len(labels) != n:
-            raise ValueError(f"{path}: {len(labels)} split entries for {n} image pairs")
+            raise DatasetError(f"{path}: {len(labels)} split entries for {n} image pairs")
         bad = sorted(set(labels) - {"1", "2"})
         if bad:
-            raise ValueError(f"{path}: split entries must be '1' or '2', found {bad[:5]}")
+            raise DatasetError(f"{path}: split entries must be '1' or '2', found {bad[:5]}")
         return labels
 
 
@@ -150,7 +154,7 @@ class Sintel(FlowPairDataset):
     def __init__(self, root: PathLike, dstype: str = "clean", occlusions: bool = False,
                  scenes: Optional[Sequence[str]] = None):
         if dstype not in ("clean", "final"):
-            raise ValueError(f"Sintel pass must be 'clean' or 'final', got {dstype!r}")
+            raise DatasetError(f"Sintel pass must be 'clean' or 'final', got {dstype!r}")
         train = _training_dir(Path(root))
         img_root, flow_root = train / dstype, train / "flow"
         for d in (img_root, flow_root):
@@ -178,7 +182,7 @@ class Sintel(FlowPairDataset):
             return flow_valid
         occ = read_image(self.occlusion_files[index])[:, :, 0]
         if occ.shape != flow_valid.shape:
-            raise ValueError(f"{self.occlusion_files[index]}: size {occ.shape} does not match the flow")
+            raise DatasetError(f"{self.occlusion_files[index]}: size {occ.shape} does not match the flow")
         return flow_valid & (occ < 128)
 
 
@@ -190,7 +194,7 @@ class KITTI(FlowPairDataset):
 
     def __init__(self, root: PathLike, version: int = 2015, occ: bool = True):
         if int(version) not in (2012, 2015):
-            raise ValueError(f"KITTI version must be 2012 or 2015, got {version!r}")
+            raise DatasetError(f"KITTI version must be 2012 or 2015, got {version!r}")
         train = _training_dir(Path(root))
         img_dir = train / ("image_2" if int(version) == 2015 else "colored_0")
         flow_dir = train / ("flow_occ" if occ else "flow_noc")
@@ -221,11 +225,11 @@ class FlowListDataset(FlowPairDataset):
                 continue
             parts = line.split()
             if len(parts) != 3:
-                raise ValueError(f"{list_file}:{lineno}: expected 3 paths (img1 img2 flow), got {len(parts)}")
+                raise DatasetError(f"{list_file}:{lineno}: expected 3 paths (img1 img2 flow), got {len(parts)}")
             paths = [Path(p) if Path(p).is_absolute() else base / p for p in parts]
             for p, what in zip(paths, ("first image", "second image", "flow file")):
                 _require(p, f"{what} listed in {list_file}:{lineno}")
             pairs.append(tuple(paths))
         if not pairs:
-            raise ValueError(f"{list_file}: no pairs listed")
+            raise DatasetError(f"{list_file}: no pairs listed")
         super().__init__(pairs, f"list {list_file}")

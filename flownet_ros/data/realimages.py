@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 from torch.utils.data import Dataset
 
-from flownet_ros.data.datasets import read_image
+from flownet_ros.data.datasets import DatasetError, read_image
 from flownet_ros.data.homography import homography_flow, scaled_to
 from flownet_ros.data.photos import load_photo, photo_files, require
 
@@ -55,7 +55,7 @@ def aloe_half(root: Optional[Path] = None) -> Item:
     left, right = read_image(d / "aloeL.jpg"), read_image(d / "aloeR.jpg")
     gt = cv2.imread(str(d / "aloeGT.png"), cv2.IMREAD_GRAYSCALE)
     if gt is None:
-        raise ValueError(f"{d / 'aloeGT.png'}: cannot decode the disparity image")
+        raise DatasetError(f"{d / 'aloeGT.png'}: cannot decode the disparity image")
     h, w = (gt.shape[0] // 2) * 2, (gt.shape[1] // 2) * 2
     blocks = gt[:h, :w].astype(np.float32).reshape(h // 2, 2, w // 2, 2)
     lo, hi = blocks.min(axis=(1, 3)), blocks.max(axis=(1, 3))
@@ -89,7 +89,7 @@ def graffiti(root: Optional[Path] = None) -> Item:
     h = fs.getNode("H13").mat()
     fs.release()
     if h is None or h.shape != (3, 3):
-        raise ValueError(f"{d / 'H1to3p.xml'}: no 3x3 matrix H13")
+        raise DatasetError(f"{d / 'H1to3p.xml'}: no 3x3 matrix H13")
     flow = homography_flow(h, img1.shape[:2])
     return {"name": "graffiti 1-3 (Oxford)", "group": "graffiti", "img1": img1, "img2": img3, "flow": flow,
             "valid": _inside(flow, img3.shape[:2])}

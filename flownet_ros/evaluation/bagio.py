@@ -6,7 +6,11 @@ Every failure to read a bag, or to find what was asked for in it, raises :class:
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
 import struct
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
@@ -37,6 +41,13 @@ TYPESTORE = get_typestore(Stores.ROS2_KILTED)
 #: received, and the replay rate
 WALL_SPAN_KEY = "flownet_ros.flow_wall_span_s"
 RATE_KEY = "flownet_ros.rate"
+INPUT_BAG_KEY = "flownet_ros.input_bag"  # the input bag a replay recorded from
+
+
+def rosbags_convert() -> str:
+    """The rosbags-convert command of this interpreter's environment (a venv's bin/ is often not on PATH)."""
+    here = Path(sys.executable).parent / "rosbags-convert"
+    return str(here) if here.is_file() else "rosbags-convert"
 
 
 class BagError(ValueError):
@@ -106,7 +117,7 @@ class BagReader:
             raise BagError(f"bag {self.path} does not exist")
         if self.path.suffix == ".bag":
             raise BagError(f"bag {self.path} is a ROS 1 bag; convert it to rosbag2 first "
-                           f"(rosbags-convert --src {self.path} --dst <dir>)")
+                           f"({rosbags_convert()} --src {self.path} --dst <dir>)")
         if self.path.is_dir() and not (self.path / "metadata.yaml").is_file():
             files = sorted(p.name for p in self.path.iterdir() if p.suffix in (".mcap", ".db3"))
             if len(files) != 1:
@@ -329,12 +340,49 @@ def flow_message(flow, stamp_ns: int, frame_id: str):
 
 def rgb_message(img, stamp_ns: int, frame_id: str, encoding: str = "rgb8"):
     """HxWx3 uint8 RGB -> rosbags sensor_msgs/msg/Image (``rgb8`` or ``bgr8``)."""
+    return image_message(img if encoding == "rgb8" else img[..., ::-1], stamp_ns, frame_id, encoding)
+
+
+def image_message(pixels, stamp_ns: int, frame_id: str, encoding: str):
+    """Pixels already in ``encoding``'s layout (HxWx3 uint8 for rgb8/bgr8, HxW uint8 mono8, HxW uint16
+    mono16, little endian) -> rosbags sensor_msgs/msg/Image."""
     import numpy as np
 
-    img = np.ascontiguousarray(img if encoding == "rgb8" else img[..., ::-1], dtype=np.uint8)
-    h, w = img.shape[:2]
-    return TYPESTORE.types[IMAGE](header=make_header(stamp_ns, frame_id), height=h, width=w,
-                                  encoding=encoding, is_bigendian=0, step=w * 3, data=img.reshape(-1))
+    dtype = np.dtype("<u2") if encoding == "mono16" else np.dtype(np.uint8)
+    pixels = np.ascontiguousarray(pixels, dtype=dtype)
+    h, w = pixels.shape[:2]
+    return TYPESTORE.types[IMAGE](header=make_header(stamp_ns, frame_id), height=h, width=w, encoding=encoding,
+                                  is_bigendian=0, step=pixels[0].nbytes, data=pixels.reshape(-1).view(np.uint8))
+
+
+def compressed_message(data: bytes, stamp_ns: int, frame_id: str, fmt: str):
+    """Encoded image bytes -> rosbags sensor_msgs/msg/CompressedImage with ``format`` ``fmt``."""
+    import numpy as np
+
+    return TYPESTORE.types[COMPRESSED](header=make_header(stamp_ns, frame_id), format=fmt,
+                                       data=np.frombuffer(data, np.uint8))
+
+
+@contextlib.contextmanager
+def new_bag(path: str | Path, storage: str = "mcap", custom: Optional[Dict[str, str]] = None,
+            replace: bool = False) -> Iterator[BagWriter]:
+    """A BagWriter for a new bag at ``path``, written under a temporary name beside it and renamed into place
+    when the block ends without an error (a failed or interrupted run leaves no bag, nor half of one).
+    ``path`` must not exist unless ``replace``."""
+    path = Path(path)
+    if path.exists() and not replace:
+        raise BagError(f"bag {path} already exists")
+    tmp_root = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = tmp_root / path.name  # same name: the storage file inside is named after the bag directory
+    shutil.rmtree(tmp_root, ignore_errors=True)
+    try:
+        with BagWriter(tmp, storage, custom) as writer:
+            yield writer
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmp_root, ignore_errors=True)
 
 
 class StampIndex:

@@ -15,9 +15,11 @@ from typing import Dict, Iterator, List, Optional, Tuple
 import numpy as np
 
 from flownet_ros.evaluation.bagio import (
+    INPUT_BAG_KEY,
     BagError,
     BagReader,
     StampIndex,
+    cdr_stamp_ns,
     decode_flow,
     decode_image,
     select_flow_topic,
@@ -35,8 +37,9 @@ class BagSources:
 
     def __init__(self, input_bag: Path, output_bag: Optional[Path] = None, topic: Optional[str] = None,
                  gt_topic: Optional[str] = None, flow_topic: Optional[str] = None, node_name: str = "flownet",
-                 namespace: str = ""):
+                 namespace: str = "", max_pixels: Optional[int] = None):
         self.readers: List[BagReader] = []
+        self.max_pixels = max_pixels  # the node's (None: its default): larger frames are refused, as it does
         self.undecodable: List[Tuple[int, str]] = []  # (record index, why)
         try:
             self.input = self._open(input_bag)
@@ -83,7 +86,7 @@ class BagSources:
         """(stamp ns, HxWx3 uint8 RGB) of the camera topic in bag order; refused records skipped."""
         for k, m in enumerate(self.input.messages([self.topic])):
             try:
-                yield m.stamp_ns, decode_image(m.msg)
+                yield m.stamp_ns, decode_image(m.msg, self.max_pixels)
             except (ValueError, BagError) as err:
                 self.undecodable.append((k, str(err)))
 
@@ -108,7 +111,8 @@ class BagSources:
         return np.where(valid[..., None], gt, 0).astype(np.float32), valid
 
     def node_diagnostics(self, node_name: str) -> Dict[str, str]:
-        """key/values of the node's last /diagnostics status (status name contains the node name)."""
+        """key/values of the node's last /diagnostics status (status name contains the node name), and
+        ``after_last_flow_s``: its bag time minus the last flow's (negative: sampled before the last output)."""
         if self.output is None or "/diagnostics" not in self.output.topics:
             return {}
         last: Dict[str, str] = {}
@@ -116,8 +120,25 @@ class BagSources:
             for status in m.msg.status:
                 if node_name in status.name:
                     last = {"name": status.name, "message": status.message,
-                            **{kv.key: kv.value for kv in status.values}}
+                            **{kv.key: kv.value for kv in status.values}, "time_ns": m.time_ns}
+        if last and self.flows is not None and self.flows.times:
+            last_flow = max(max(t) for t in self.flows.times.values())
+            last["after_last_flow_s"] = f"{(last['time_ns'] - last_flow) / 1e9:.3f}"
+        last.pop("time_ns", None)
         return last
+
+    def check_same_recording(self) -> None:
+        """Refuse an output bag recorded from another input bag: most of its flow stamps are no input frame's."""
+        if self.flows is None or not self.flows.times:
+            return
+        inputs = {cdr_stamp_ns(m.raw) for m in self.input.messages([self.topic])}
+        matched = sum(s in inputs for s in self.flows.times)
+        if 2 * matched < len(self.flows.times):
+            source = self.output.custom_data.get(INPUT_BAG_KEY)
+            raise BagError(f"bag {self.output.path} was not recorded from {self.input.path}: {matched} of its "
+                           f"{len(self.flows.times)} flow stamps are frame stamps of {self.topic}"
+                           + (f" (it was recorded from {source})" if source else "")
+                           + "; --force reports it anyway")
 
     def unmatched_outputs(self, stamps: List[int]) -> int:
         """Flow outputs whose stamp is no input frame's (the first frame cannot have one)."""

@@ -31,6 +31,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 import yaml
 
+from flownet_ros.cli import tool
 from flownet_ros.evaluation import render
 from flownet_ros.evaluation.scoring import Series, score_pair, summarize
 from flownet_ros.inference.factory import (
@@ -137,6 +138,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+@tool("python -m flownet_ros.evaluation.evaluate")
 def main(argv=None) -> int:
     args = parse_args(argv)
     from flownet_ros.data import build_dataset

@@ -29,6 +29,8 @@ class OutputRecorder:
         self.offset = 0  # replay clock - wall clock, from the latest published frame
         self.flow_stamps: set = set()
         self.last_output_wall = 0.0
+        self.last_flow_wall = 0.0  # time.monotonic() of the latest flow / diagnostics message
+        self.last_diagnostics_wall = 0.0
         self.flow_wall_ns: List[int] = []  # wall-clock receive times of the flow messages
         self.max_latency_s = 0.0
         for name, topic in topics.items():
@@ -61,6 +63,10 @@ class OutputRecorder:
                 t_bag = self.replay_time(wall, stamp)
                 self.writer.write(topic, max(0, t_bag), raw=raw)
                 self.last_output_wall = time.monotonic()
+                if name == "diagnostics":
+                    self.last_diagnostics_wall = self.last_output_wall
+                if name == "flow":
+                    self.last_flow_wall = self.last_output_wall
                 if name == "flow" and stamp is not None:
                     self.flow_stamps.add(stamp)
                     self.flow_wall_ns.append(wall)

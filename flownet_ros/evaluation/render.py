@@ -126,19 +126,41 @@ def accuracy_plot(path: Path, t: np.ndarray, series: Sequence[Series]) -> None:
     plt.close(fig)
 
 
-def strip_plot(path: Path, strip: List[Dict[str, Any]], rows: Sequence[Tuple[str, str]]) -> None:
-    """Grid of frames (row ``img``), colour-coded flows (HxWx2 entries), RGB images (HxWx3 uint8) and maps in
-    [0, 1] (HxW, grey); rows are (label, key) of each entry, one column per entry of ``strip``; flows of a
-    column share one colour scale."""
+def _is_flow(a: Any) -> bool:
+    return a is not None and np.ndim(a) == 3 and np.shape(a)[2] == 2
+
+
+def strip_scale(strip: List[Dict[str, Any]], keys: Sequence[str]) -> float:
+    """The one colour scale of a strip: the largest finite |flow| (px) of every flow (HxWx2 entry) ``keys``
+    shows in it."""
+    mags = [float(np.nanmax(np.hypot(f[..., 0], f[..., 1]))) for s in strip for k in keys
+            if _is_flow(f := s.get(k)) and np.isfinite(f).any()]
+    return max([m for m in mags if math.isfinite(m)] + [1e-3])
+
+
+def colour_wheel(max_flow: float, size: int = 101) -> np.ndarray:
+    """[size, size, 3] uint8 legend of :func:`flow_to_color` at ``max_flow``: the flow (x, y) at each point
+    of a disc of radius ``max_flow`` (x right, y down), white outside."""
     from flownet_ros.flow.colour import flow_to_color
 
+    r = np.linspace(-max_flow, max_flow, size, dtype=np.float32)
+    field = np.dstack(np.meshgrid(r, r))
+    img = flow_to_color(field, max_flow=max_flow)
+    img[np.hypot(field[..., 0], field[..., 1]) > max_flow] = 255
+    return img
+
+
+def strip_plot(path: Path, strip: List[Dict[str, Any]], rows: Sequence[Tuple[str, str]]) -> float:
+    """Grid of frames (row ``img``), colour-coded flows (HxWx2 entries), RGB images (HxWx3 uint8) and maps in
+    [0, 1] (HxW, grey); rows are (label, key) of each entry, one column per entry of ``strip``; every flow on
+    one colour scale (:func:`strip_scale`), with a colour wheel that shows the scale; returns it (px)."""
+    from flownet_ros.flow.colour import flow_to_color
+
+    max_flow = strip_scale(strip, [key for _, key in rows if key != "img"])
     plt = _pyplot()
-    fig, axes = plt.subplots(len(rows), len(strip), figsize=(2.4 * len(strip), 1.9 * len(rows)), squeeze=False)
+    cols = len(strip) + 1
+    fig, axes = plt.subplots(len(rows), cols, figsize=(2.4 * cols, 1.9 * len(rows)), squeeze=False)
     for j, s in enumerate(strip):
-        fields = [s[key] for _, key in rows if s.get(key) is not None and np.ndim(s[key]) == 3
-                  and np.shape(s[key])[2] == 2]
-        mags = [float(np.nanmax(np.hypot(f[..., 0], f[..., 1]))) for f in fields]
-        max_flow = max([m for m in mags if np.isfinite(m)] + [1e-3])
         for i, (label, key) in enumerate(rows):
             ax = axes[i, j]
             ax.set_xticks([])
@@ -149,16 +171,22 @@ def strip_plot(path: Path, strip: List[Dict[str, Any]], rows: Sequence[Tuple[str
             elif img.ndim == 2:
                 ax.imshow(img, cmap="gray", vmin=0.0, vmax=1.0)
             else:
-                ax.imshow(flow_to_color(img, max_flow=max_flow) if img.shape[2] == 2 else img)
+                ax.imshow(flow_to_color(img, max_flow=max_flow) if _is_flow(img) else img)
             if j == 0:
                 ax.set_ylabel(label, fontsize=8)
             if i == 0:
                 moving = s.get("moving_fraction")
                 ax.set_title(f"frame {s['index']}" + (f", moving {100 * moving:.1f} %" if moving is not None else ""),
                              fontsize=8)
+    for ax in axes[:, -1]:
+        ax.axis("off")
+    legend = axes[min(1, len(rows) - 1), -1]
+    legend.imshow(colour_wheel(max_flow), extent=(-max_flow, max_flow, max_flow, -max_flow))
+    legend.set_title(f"colour scale: |flow| {max_flow:.2f} px\nsaturated (max of this strip)", fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
+    return max_flow
 
 
 def write_json(path: Path, data: Dict[str, Any], indent: Optional[int] = 1) -> None:

@@ -9,8 +9,10 @@
   reported, exactly as the report does.
 * The node is started as a subprocess (``python -m flownet_ros.ros.node``) with the Fast DDS
   shared-memory profile, or an already running one is used (``--no-start``).
-* ``~/flow``, ``~/flow_color``, ``~/motion``, ``~/flow_pair`` and ``/diagnostics`` are recorded into an
-  mcap bag, on the replay clock (:mod:`flownet_ros.evaluation.recorder`).
+* What the report reads is recorded into an mcap bag, on the replay clock
+  (:mod:`flownet_ros.evaluation.recorder`): ``~/flow``, ``~/flow_pair`` and ``/diagnostics``;
+  ``--record-color`` adds ``~/flow_color``, ``--record-all`` every output (also ``~/motion``). The size of
+  the recording is printed (full-resolution float flow: about 2.5 MB per 640x480 frame).
 * Then the report is written (see :mod:`flownet_ros.evaluation.report`) unless ``--no-report``.
 """
 
@@ -24,10 +26,12 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
+from flownet_ros.cli import tool, user_path
 from flownet_ros.evaluation.bagio import (
     COMPRESSED,
+    INPUT_BAG_KEY,
     RATE_KEY,
     WALL_SPAN_KEY,
     BagError,
@@ -42,12 +46,28 @@ from flownet_ros.evaluation.node_process import (
     NODE_OUTPUTS,
     NodeProcess,
     ReplayError,
+    environ,
     node_command,
     node_topics,
+    private_network,
 )
 from flownet_ros.evaluation.recorder import OutputRecorder
 from flownet_ros.paths import workspace
 from flownet_ros.ros.dds import with_profile
+
+#: what the report reads; ``flow_color`` and ``motion`` only on request (--record-color, --record-all)
+RECORD_DEFAULT = ("flow", "flow_pair", "diagnostics")
+RECORD_ALL = tuple(NODE_OUTPUTS) + ("diagnostics",)
+
+
+def disk_usage(path: Path) -> int:
+    """Bytes of the files under ``path`` (or of the file)."""
+    path = Path(path)
+    return path.stat().st_size if path.is_file() else sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def megabytes(n_bytes: int) -> str:
+    return f"{n_bytes / 1e6:.1f} MB"
 
 
 @dataclass
@@ -78,6 +98,8 @@ class ReplayOptions:
     startup_timeout: float = 120.0
     drain: float = 3.0
     progress: bool = True
+    record: Tuple[str, ...] = RECORD_DEFAULT  # node outputs to record (names of node_topics)
+    private_domain: bool = True  # a started node and the replay on a domain of their own, localhost only
 
 
 @dataclass
@@ -93,6 +115,7 @@ class ReplayResult:
     node_log: Optional[Path]
     node_command: Optional[List[str]]
     undecodable: List[Tuple[int, str]] = field(default_factory=list)  # (record index, reason)
+    domain: Optional[str] = None  # the private ROS_DOMAIN_ID used (None: the current one)
 
 
 def camera_topic(bag: BagReader, topic: Optional[str]) -> Tuple[str, str, int]:
@@ -104,11 +127,21 @@ def camera_topic(bag: BagReader, topic: Optional[str]) -> Tuple[str, str, int]:
     return topic, msgtype, count
 
 
-def read_frames(bag: BagReader, topic: str) -> Iterator[RecordedFrame]:
-    """Records of ``topic`` in bag order, each checked as the node checks a message."""
+def node_max_pixels(params: Dict[str, str]) -> Optional[int]:
+    """The ``max_pixels`` given to the node (``-p max_pixels:=N``), None = the node's default."""
+    if "max_pixels" not in params:
+        return None
+    try:
+        return int(params["max_pixels"])
+    except ValueError:
+        raise ValueError(f"node parameter max_pixels must be an integer, got {params['max_pixels']!r}") from None
+
+
+def read_frames(bag: BagReader, topic: str, max_pixels: Optional[int] = None) -> Iterator[RecordedFrame]:
+    """Records of ``topic`` in bag order, each checked as the node checks a message (with its ``max_pixels``)."""
     for m in bag.messages([topic]):
         try:
-            decode_image(m.msg)
+            decode_image(m.msg, max_pixels)
             error = None
         except (ValueError, BagError) as exc:  # undecodable CDR, bad image fields, refused size
             error = str(exc)
@@ -138,13 +171,16 @@ def replay(opts: ReplayOptions) -> ReplayResult:
     """Replay ``opts.bag`` through the node and record its outputs; see the module docstring."""
     if opts.rate < 0:
         raise ValueError(f"--rate must be >= 0, got {opts.rate}")
+    if "flow" not in opts.record or set(opts.record) - set(RECORD_ALL):
+        raise ValueError(f"record must include 'flow' and name only {RECORD_ALL}, got {opts.record}")
+    max_pixels = node_max_pixels(opts.params)
     bag = BagReader(opts.bag)
     bag.open()
     try:
         topic, msgtype, n_frames = camera_topic(bag, opts.topic)
         out_dir = Path(opts.out_dir) if opts.out_dir else default_output_dir(opts.bag)
         writer = BagWriter(out_dir / "outputs", opts.storage, custom={
-            "flownet_ros.input_bag": str(opts.bag), "flownet_ros.image_topic": topic, RATE_KEY: str(opts.rate),
+            INPUT_BAG_KEY: str(opts.bag), "flownet_ros.image_topic": topic, RATE_KEY: str(opts.rate),
             "flownet_ros.clock": "bag time = receive time on the replay clock (frames published at their stamps)"})
     except BaseException:
         bag.close()
@@ -152,14 +188,14 @@ def replay(opts: ReplayOptions) -> ReplayResult:
     session = Session(opts, topic, msgtype, out_dir, writer)
     try:
         session.start()
-        sent, missing, undecodable = session.send(read_frames(bag, topic), n_frames)
+        sent, missing, undecodable = session.send(read_frames(bag, topic, max_pixels), n_frames)
         received = session.finish()
     finally:
         session.close()
         writer.close()  # idempotent
         bag.close()
     return ReplayResult(writer.path, topic, sent, received, missing, time.monotonic() - session.t_start,
-                        session.node_log, session.node_cmd, undecodable)
+                        session.node_log, session.node_cmd, undecodable, session.network.get("ROS_DOMAIN_ID"))
 
 
 class Session:
@@ -167,12 +203,13 @@ class Session:
 
     def __init__(self, opts: ReplayOptions, topic: str, msgtype: str, out_dir: Path, writer: BagWriter):
         self.opts, self.topic, self.msgtype, self.out_dir, self.writer = opts, topic, msgtype, out_dir, writer
-        self.topics = node_topics(opts.node_name, opts.namespace)
+        self.topics = {k: v for k, v in node_topics(opts.node_name, opts.namespace).items() if k in opts.record}
         self.types = {**NODE_OUTPUTS, "diagnostics": DIAGNOSTICS}
         self.t_start = time.monotonic()
         self.node_proc: Optional[NodeProcess] = None
         self.executor = self.spin_thread = self.ctx = None
         self.recorder: Optional[OutputRecorder] = None
+        self.network: Dict[str, str] = {}  # environment overrides of a private domain (see private_network)
 
     @property
     def node_log(self) -> Optional[Path]:
@@ -194,6 +231,8 @@ class Session:
         """ROS context, publisher, the node (unless --no-start), then wait until everything is connected."""
         env = with_profile()
         os.environ.update({k: v for k, v in env.items() if k.endswith("_DEFAULT_PROFILES_FILE")})
+        self.network = private_network(env) if self.opts.start_node and self.opts.private_domain else {}
+        env.update(self.network)
         import rclpy
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -201,7 +240,8 @@ class Session:
         from sensor_msgs.msg import CompressedImage, Image
 
         self.ctx = rclpy.Context()
-        rclpy.init(context=self.ctx)
+        with environ(self.network):
+            rclpy.init(context=self.ctx)
         self.node = rclpy.create_node("flownet_replay", context=self.ctx)
         self.pub = self.node.create_publisher(CompressedImage if self.msgtype == COMPRESSED else Image, self.topic,
                                               QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE))
@@ -274,7 +314,7 @@ class Session:
             return 0
         # the first output may include one-time warm-up (extension load, cuDNN autotuning)
         wait_s = self.opts.timeout if self.recorder.flow_wall_ns else max(self.opts.timeout, self.opts.startup_timeout)
-        if self.recorder.wait_flow(stamp, wait_s):
+        if self._wait_flow(stamp, wait_s):
             return 0
         missing.append(stamp)
         if in_a_row + 1 >= 3:
@@ -282,6 +322,16 @@ class Session:
             raise ReplayError(f"no flow on {self.topics['flow']} for 3 frames in a row "
                               f"(waited {self.opts.timeout:.0f} s each){extra}")
         return in_a_row + 1
+
+    def _wait_flow(self, stamp: int, timeout: float, step: float = 0.2) -> bool:
+        """Wait for the flow of ``stamp``; a node of ours that dies meanwhile ends the wait at once (ReplayError)."""
+        end = time.monotonic() + timeout
+        while not self.recorder.wait_flow(stamp, max(0.0, min(step, end - time.monotonic()))):
+            if self.node_proc is not None:
+                self.node_proc.check()
+            if time.monotonic() >= end:
+                return False
+        return True
 
     def _drain(self, sent: List[int]) -> List[int]:
         """--rate > 0: wait for the last outputs; stop early once the node has been quiet for much longer
@@ -297,8 +347,15 @@ class Session:
         return [s for s in sent[1:] if s not in got]
 
     def finish(self) -> Dict[str, int]:
-        """Stop recording (after the trailing colour / motion / flow_pair messages); topic -> messages."""
+        """Stop recording after the trailing colour / motion / flow_pair messages and, when diagnostics are
+        recorded, one /diagnostics sample newer than the last flow (its counters then agree with the report's
+        table; the node publishes them at 1 Hz); topic -> messages."""
         time.sleep(0.3)
+        rec = self.recorder
+        if "diagnostics" in self.topics:
+            end = time.monotonic() + 2.5
+            while rec.last_diagnostics_wall <= rec.last_flow_wall and time.monotonic() < end:
+                time.sleep(0.05)
         walls = self.recorder.stop()
         if len(walls) > 1:
             self.writer.set_custom(WALL_SPAN_KEY, f"{(walls[-1] - walls[0]) / 1e9:.6f}")
@@ -335,21 +392,26 @@ def build_parser() -> argparse.ArgumentParser:
     from flownet_ros.inference.factory import add_baseline_argument
 
     p = argparse.ArgumentParser(prog="python -m flownet_ros.evaluation.replay", description=__doc__.split("\n")[0])
-    p.add_argument("bag", type=Path, help="input rosbag2 (directory, .mcap or .db3)")
+    p.add_argument("bag", type=user_path, help="input rosbag2 (directory, .mcap or .db3)")
     p.add_argument("--topic", help="camera topic (Image or CompressedImage); default: the only one in the bag")
     p.add_argument("--rate", type=float, default=1.0,
                    help="1.0 = recorded timing, 2 = twice as fast, 0 = as fast as the node keeps up (no drops)")
     p.add_argument("--clock", action="store_true", help="publish /clock (and start the node with use_sim_time)")
     p.add_argument("--no-start", dest="start_node", action="store_false",
-                   help="use a node that is already running instead of starting one")
+                   help="use a node that is already running (in the current ROS_DOMAIN_ID) instead of starting one")
+    p.add_argument("--current-domain", dest="private_domain", action="store_false",
+                   help="publish into the current ROS_DOMAIN_ID with the usual discovery (to watch in RViz); "
+                        "default: the replay and the node it starts use a private domain, localhost only")
     p.add_argument("--node-name", default="flownet")
     p.add_argument("--namespace", default="")
     p.add_argument("-p", "--param", action="append", default=[], metavar="NAME:=VALUE",
                    help="node parameter for the started node, e.g. -p refine:=none (repeatable)")
-    p.add_argument("--checkpoint", help="shortcut for -p checkpoint:=PATH")
-    p.add_argument("--out-dir", type=Path, help="run directory: outputs/ (the recorded bag), node.log, report/ "
+    p.add_argument("--checkpoint", type=user_path, help="shortcut for -p checkpoint:=PATH")
+    p.add_argument("--out-dir", type=user_path, help="run directory: outputs/ (the recorded bag), node.log, report/ "
                    "(default out/replay/<bag>_<time>)")
     p.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap")
+    p.add_argument("--record-color", action="store_true", help="also record ~/flow_color (rgb8, 0.9 MB per VGA frame)")
+    p.add_argument("--record-all", action="store_true", help="record every output of the node (also ~/motion)")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for one output (rate 0) / the last")
     p.add_argument("--startup-timeout", type=float, default=120.0)
     p.add_argument("--no-report", dest="report", action="store_false", help="only record, no report")
@@ -359,15 +421,23 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def record_option(color: bool, everything: bool) -> Tuple[str, ...]:
+    """--record-color / --record-all -> ReplayOptions.record."""
+    return RECORD_ALL if everything else RECORD_DEFAULT + (("flow_color",) if color else ())
+
+
 def print_result(result: ReplayResult) -> None:
     counts = ", ".join(f"{t}: {n}" for t, n in result.received.items())
     print(f"replayed {result.frames_sent} frames of {result.image_topic} in {result.wall_s:.1f} s; "
-          f"recorded {counts} -> {result.output_bag}")
+          f"recorded {counts} -> {result.output_bag} ({megabytes(disk_usage(result.output_bag))})")
     if result.undecodable:
         index, why = result.undecodable[0]
         print(f"{len(result.undecodable)} record(s) skipped: the node would refuse them (first: record {index}: {why})")
     if result.missing:
         print(f"{len(result.missing)} frame(s) got no flow output")
+    if result.domain:
+        print(f"the replay and its node used the private ROS domain {result.domain}, localhost only "
+              f"(--current-domain publishes into ROS_DOMAIN_ID={os.environ.get('ROS_DOMAIN_ID', '0')}, e.g. for RViz)")
 
 
 def node_estimator_spec(params: Dict[str, str]):
@@ -383,18 +453,19 @@ def node_estimator_spec(params: Dict[str, str]):
 
 
 def replay_and_report(opts: ReplayOptions, gt_topic: Optional[str] = None, baselines: Sequence[str] = (),
-                      report: bool = True) -> int:
-    """Replay, print what happened, then write and print the report; returns the exit code."""
+                      report: bool = True, wording: Callable[[str], str] = str) -> int:
+    """Replay, print what happened, then write and print the report; returns the exit code. ``wording``
+    rewrites error messages for the caller's users (``make demo`` says TOPIC= where the message says --topic)."""
     from flownet_ros.evaluation.report import ReportOptions, evaluate, print_summary
 
     try:
         result = replay(opts)
     except (BagError, ReplayError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {wording(str(err))}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (flownet_ros.cli.tool)
         print("interrupted: node stopped, the recording so far is closed and readable", file=sys.stderr)
-        return 130
+        return 128 + int(getattr(exc, "signum", 2))
     print_result(result)
     if not report:
         return 0
@@ -403,15 +474,17 @@ def replay_and_report(opts: ReplayOptions, gt_topic: Optional[str] = None, basel
         rep = evaluate(ReportOptions(input_bag=opts.bag, output_bag=result.output_bag, out_dir=report_dir,
                                      topic=result.image_topic, gt_topic=gt_topic, node_name=opts.node_name,
                                      namespace=opts.namespace, baselines=tuple(baselines), progress=opts.progress,
-                                     rate=opts.rate, estimator=node_estimator_spec(opts.params)))
+                                     rate=opts.rate, estimator=node_estimator_spec(opts.params),
+                                     max_pixels=node_max_pixels(opts.params)))
     except (BagError, ValueError) as err:  # ValueError: node parameters that make no estimator
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {wording(str(err))}", file=sys.stderr)
         return 1
     print_summary(rep)
     print(f"report: {report_dir / 'report.md'}")
     return 0
 
 
+@tool("python -m flownet_ros.evaluation.replay")
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -424,7 +497,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     opts = ReplayOptions(bag=args.bag, topic=args.topic, rate=args.rate, clock=args.clock,
                          start_node=args.start_node, node_name=args.node_name, namespace=args.namespace,
                          params=params, out_dir=args.out_dir, storage=args.storage, timeout=args.timeout,
-                         startup_timeout=args.startup_timeout, progress=not args.quiet)
+                         startup_timeout=args.startup_timeout, progress=not args.quiet,
+                         record=record_option(args.record_color, args.record_all),
+                         private_domain=args.private_domain)
     return replay_and_report(opts, args.gt_topic, args.baseline, args.report)
 
 

@@ -22,6 +22,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from flownet_ros.cli import tool, user_path
 from flownet_ros.evaluation import render
 from flownet_ros.evaluation.bagio import RATE_KEY, WALL_SPAN_KEY, BagError
 from flownet_ros.evaluation.bagjoin import BagSources
@@ -40,6 +41,8 @@ from flownet_ros.inference.factory import (
 STRIP_FRAMES = 6
 #: decoded frames kept for pairing node outputs with an older frame than the previous one
 FRAME_CACHE = 64
+#: the files a report writes into its folder (older ones are removed first, so no plot of an earlier run stays)
+REPORT_FILES = ("report.md", "report.json", "latency.png", "accuracy.png", "strip.png")
 SUMMARY_COLUMNS = ("outputs", "frames_dropped", "latency_ms_median", "latency_ms_p95", "latency_ms_max",
                    "output_rate_hz", "photometric_error", "epe", "fl_all")
 
@@ -62,6 +65,8 @@ class ReportOptions:
     strip_frames: int = STRIP_FRAMES
     consistency: bool = True  # confidence and moving mask of the main flow (a backward flow per pair)
     rate: Optional[float] = None  # replay rate, for the record only
+    force: bool = False  # report an output bag even when its flow stamps are not the input bag's frames
+    max_pixels: Optional[int] = None  # the node's max_pixels (None: its default); larger frames are skipped
 
 
 def _timed(estimator, img1: np.ndarray, img2: np.ndarray) -> Tuple[np.ndarray, float]:
@@ -213,11 +218,14 @@ def evaluate(opts: ReportOptions) -> Dict[str, Any]:
     (older = previous input frame if the topic is absent); EPE / Fl-all only when that pair is two
     consecutive frames, the pair the ground truth describes. Baselines and zero flow: the same pairs.
     """
-    out_dir = Path(opts.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     src = BagSources(opts.input_bag, opts.output_bag, opts.topic, opts.gt_topic, opts.flow_topic, opts.node_name,
-                     opts.namespace)
+                     opts.namespace, opts.max_pixels)
     try:
+        if src.n_frames < 2:
+            raise BagError(f"bag {opts.input_bag}: topic {src.topic} has {src.n_frames} frame(s); a report needs "
+                           "at least 2 (one frame pair)")
+        if not opts.force:
+            src.check_same_recording()
         run = _Run(opts, src)
         from tqdm import tqdm
 
@@ -229,8 +237,11 @@ def evaluate(opts: ReportOptions) -> Dict[str, Any]:
         unmatched = src.unmatched_outputs(run.stamps)
     finally:
         src.close()
+    if len(run.stamps) < 2:
+        raise BagError(f"bag {opts.input_bag}: only {len(run.stamps)} of the {src.n_frames} frames of {src.topic} "
+                       f"can be decoded (first refused: record {src.undecodable[0][0]}: {src.undecodable[0][1]})")
     report = _report(opts, src, run, custom, node_info, unmatched)
-    _write(report, run, out_dir)
+    _write(report, run, Path(opts.out_dir))
     return report
 
 
@@ -255,6 +266,9 @@ def _report(opts: ReportOptions, src: BagSources, run: _Run, custom: Dict[str, s
 
 
 def _write(report: Dict[str, Any], run: _Run, out_dir: Path) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)  # only now: a report that fails leaves no folder behind
+    for name in REPORT_FILES:
+        (out_dir / name).unlink(missing_ok=True)
     t = np.asarray(report["times_s"], dtype=np.float64)
     plots: Dict[str, str] = {}
     if render.latency_plot(out_dir / "latency.png", t, run.main, run.others):
@@ -268,7 +282,7 @@ def _write(report: Dict[str, Any], run: _Run, out_dir: Path) -> None:
         rows += [(s.name, f"other{i}") for i, s in enumerate(run.others)]
         if any(s["confidence"] is not None for s in run.strip):
             rows += [("confidence (black 0, white 1)", "confidence"), ("moving (red)", "moving")]
-        render.strip_plot(out_dir / "strip.png", run.strip, rows)
+        report["strip_scale_px"] = render.strip_plot(out_dir / "strip.png", run.strip, rows)
         plots["strip"] = "strip.png"
     report["plots"] = plots
     render.write_json(out_dir / "report.json", report)
@@ -291,8 +305,13 @@ def markdown(report: Dict[str, Any]) -> str:
     lines += [f"- baseline: {b}" for b in report.get("baselines", [])]
     diag = report.get("node_diagnostics") or {}
     if diag:  # the node's own latency uses its clock: wall time unless it ran with use_sim_time + /clock
-        lines.append("- node diagnostics (last; all values in report.json): "
-                     + ", ".join(f"{k}={v}" for k, v in diag.items() if "latency" not in k))
+        after = float(diag.get("after_last_flow_s", "nan"))
+        when = ("the last sample, after the last flow output: its counters cover every output"
+                if after >= 0 else f"the last sample, {-after:.2f} s before the last flow output: its counters "
+                "miss the outputs after it" if after < 0 else "the last sample")
+        shown = {k: v for k, v in diag.items() if "latency" not in k and k != "after_last_flow_s"}
+        lines.append(f"- node diagnostics ({when}; all values in report.json): "
+                     + ", ".join(f"{k}={v}" for k, v in shown.items()))
     lines += _notes(report)
     lines += _moving_lines(report)
     lines += ["", "## Summary", "", render.table(report["summary"], SUMMARY_COLUMNS), "",
@@ -305,6 +324,9 @@ def markdown(report: Dict[str, Any]) -> str:
     for key, title in (("latency", "Latency"), ("accuracy", "Accuracy over time"), ("strip", "Frames")):
         if key in report.get("plots", {}):
             lines += [f"## {title}", "", f"![{title}]({report['plots'][key]})", ""]
+    if "strip_scale_px" in report:
+        lines += [f"Flow colours (hue = direction, saturation = magnitude; the wheel at the right) share one "
+                  f"scale: full saturation = {report['strip_scale_px']:.2f} px, the largest |flow| in the strip.", ""]
     return "\n".join(lines)
 
 
@@ -345,10 +367,10 @@ def print_summary(report: Dict[str, Any], file=None) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m flownet_ros.evaluation.report", description=__doc__.split("\n")[0])
-    p.add_argument("input_bag", type=Path, help="the replayed (input) bag with the camera topic")
-    p.add_argument("--outputs", type=Path, help="bag with the node's outputs (replay or ros2 bag record)")
+    p.add_argument("input_bag", type=user_path, help="the replayed (input) bag with the camera topic")
+    p.add_argument("--outputs", type=user_path, help="bag with the node's outputs (replay or ros2 bag record)")
     p.add_argument("--offline", action="store_true", help="run the estimator on the frames, no ROS")
-    p.add_argument("--out", type=Path, required=True, help="report directory")
+    p.add_argument("--out", type=user_path, required=True, help="report directory")
     p.add_argument("--topic", help="camera topic (default: the only one)")
     p.add_argument("--gt-topic", help="ground-truth flow topic, 32FC2 (default: the only 32FC2 topic, if any)")
     p.add_argument("--flow-topic", help="flow topic in the output bag (default <ns>/<node>/flow)")
@@ -358,10 +380,15 @@ def build_parser() -> argparse.ArgumentParser:
     add_baseline_argument(p)
     p.add_argument("--no-consistency", action="store_true",
                    help="skip the confidence and moving-object rows (each pair's backward flow)")
+    p.add_argument("--max-pixels", type=int, help="the node's max_pixels: larger frames are skipped, as the node "
+                   "refuses them (default: the node's default)")
+    p.add_argument("--force", action="store_true",
+                   help="report --outputs even when its flow stamps are not frames of the input bag")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
 
+@tool("python -m flownet_ros.evaluation.report")
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     if args.offline == (args.outputs is not None):
@@ -371,7 +398,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     opts = ReportOptions(input_bag=args.input_bag, out_dir=args.out, output_bag=args.outputs, topic=args.topic,
                          gt_topic=args.gt_topic, flow_topic=args.flow_topic, node_name=args.node_name,
                          namespace=args.namespace, estimator=spec, baselines=tuple(args.baseline),
-                         progress=not args.quiet, consistency=not args.no_consistency)
+                         progress=not args.quiet, consistency=not args.no_consistency, force=args.force,
+                         max_pixels=args.max_pixels)
     try:
         report = evaluate(opts)
     except BagError as err:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +32,7 @@ import yaml
 from flownet_ros.data import generator as G
 from flownet_ros.data.homography import similarity
 from flownet_ros.data.photos import skimage_photos
-from flownet_ros.evaluation.bagio import IMAGE, BagWriter, flow_message, rgb_message
+from flownet_ros.evaluation.bagio import IMAGE, flow_message, new_bag, rgb_message
 from flownet_ros.paths import workspace
 
 DEFAULT_PATH = workspace() / "data" / "sample_bag"
@@ -196,30 +195,19 @@ def write_sample_bag(path: str | os.PathLike = DEFAULT_PATH, frames: int = 90, s
         raise FileExistsError(f"{path} exists (use --overwrite)")
     if path.exists() and not is_sample_bag(path):
         raise FileExistsError(f"{path} exists and is not a sample bag written by this tool: not overwritten")
-    tmp_root = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp = tmp_root / path.name  # same name: the storage file inside is named after the bag directory
-    if tmp_root.exists():
-        shutil.rmtree(tmp_root)
     scene = SceneSequence(size, fps, seed, speed=speed)
     from tqdm import tqdm
 
-    try:
-        with BagWriter(tmp, storage, custom={SAMPLE_KEY: f"seed={seed} size={size[1]}x{size[0]} fps={fps:g} "
-                                                         f"frames={frames} speed={speed:g}"}) as writer:
-            writer.add(IMAGE_TOPIC, IMAGE)
-            writer.add(GT_TOPIC, IMAGE)
-            for k, (img, flow) in enumerate(tqdm(scene.frames(frames), total=frames, desc="sample bag",
-                                                 unit="frame", disable=not progress, leave=False)):
-                stamp = START_NS + round(k * 1e9 / fps)
-                writer.write(IMAGE_TOPIC, stamp, rgb_message(img, stamp, FRAME_ID))
-                if flow is not None:
-                    writer.write(GT_TOPIC, stamp, flow_message(flow, stamp, FRAME_ID))
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
-    finally:
-        if tmp_root.exists():
-            shutil.rmtree(tmp_root)
+    custom = {SAMPLE_KEY: f"seed={seed} size={size[1]}x{size[0]} fps={fps:g} frames={frames} speed={speed:g}"}
+    with new_bag(path, storage, custom, replace=True) as writer:
+        writer.add(IMAGE_TOPIC, IMAGE)
+        writer.add(GT_TOPIC, IMAGE)
+        for k, (img, flow) in enumerate(tqdm(scene.frames(frames), total=frames, desc="sample bag",
+                                             unit="frame", disable=not progress, leave=False)):
+            stamp = START_NS + round(k * 1e9 / fps)
+            writer.write(IMAGE_TOPIC, stamp, rgb_message(img, stamp, FRAME_ID))
+            if flow is not None:
+                writer.write(GT_TOPIC, stamp, flow_message(flow, stamp, FRAME_ID))
     return path
 
 

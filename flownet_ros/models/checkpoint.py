@@ -25,7 +25,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import torch
 
-from flownet_ros.models.flownet import FlowNetBase, build_model
+from flownet_ros.models.flownet import FlowNetBase, Widths, build_model
 from flownet_ros.paths import data_dirs
 
 OWN_FORMAT = "flownet_ros"
@@ -88,6 +88,8 @@ def read_checkpoint(path, what: str = "checkpoint") -> Any:
     what it is when that fails: missing, empty, damaged archive, not a checkpoint, or a pickle whose
     objects only arbitrary code could rebuild (refused: such files are never loaded)."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{what} {path}: is a directory, not a checkpoint file")
     if not path.is_file():
         raise CheckpointError(f"{what} {path}: file not found")
     with open(path, "rb") as fh:
@@ -180,6 +182,19 @@ def load_state_strict(path: Path, model: torch.nn.Module, sd: Mapping[str, torch
                 v.copy_(sd[k].to(v.dtype))
 
 
+def _check_width(path: Path, spec: ModelSpec, sd: Mapping[str, Any]) -> None:
+    """Refuse a spec whose width does not match the weights' first layer before building the model (a
+    wrong width in the metadata would otherwise allocate a model of up to 16x the parameters first)."""
+    try:
+        expected = Widths.of(float(spec.width)).c1
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"checkpoint {path}: bad metadata (width {spec.width!r}: {exc})") from None
+    w1 = sd.get("conv1.0.weight")
+    if isinstance(w1, torch.Tensor) and w1.ndim >= 1 and w1.shape[0] != expected:
+        raise CheckpointError(f"checkpoint {path}: bad metadata: width {spec.width} means {expected} channels in "
+                              f"conv1, the weights have {w1.shape[0]}")
+
+
 def load_checkpoint(path, spec_override: Optional[Mapping[str, Any]] = None) -> Tuple[FlowNetBase, ModelSpec]:
     """Load any supported checkpoint file -> (model in eval mode on CPU, its ModelSpec).
 
@@ -191,8 +206,11 @@ def load_checkpoint(path, spec_override: Optional[Mapping[str, Any]] = None) -> 
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"checkpoint {path}: expected a dict, got {type(obj).__name__}")
     if obj.get("format") == OWN_FORMAT:
-        if int(obj.get("version", 0)) > OWN_VERSION:
-            raise CheckpointError(f"checkpoint {path}: format version {obj['version']} is newer than "
+        version = obj.get("version", 0)
+        if not isinstance(version, int) or isinstance(version, bool):
+            raise CheckpointError(f"checkpoint {path}: bad metadata (format version {version!r} is not an integer)")
+        if version > OWN_VERSION:
+            raise CheckpointError(f"checkpoint {path}: format version {version} is newer than "
                                   f"this flownet_ros ({OWN_VERSION})")
         try:
             spec = ModelSpec.from_dict(obj["spec"])
@@ -209,6 +227,7 @@ def load_checkpoint(path, spec_override: Optional[Mapping[str, Any]] = None) -> 
         raise CheckpointError(f"checkpoint {path}: 'state_dict' missing")
     if spec_override:
         spec = replace(spec, **dict(spec_override))
+    _check_width(path, spec, sd)
     try:
         model = spec.build()
     except ValueError as exc:

@@ -11,7 +11,8 @@ import shlex
 import sys
 from pathlib import Path
 
-from flownet_ros.train.config import ConfigError, load_config
+from flownet_ros.cli import tool
+from flownet_ros.train.config import load_config
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -22,6 +23,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="override a config value (YAML syntax), e.g. --set train.iterations=100")
     p.add_argument("--resume", nargs="?", const="auto", default=None, metavar="CHECKPOINT",
                    help="continue from CHECKPOINT (default: <out_dir>/checkpoint.pt) exactly where it stopped")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start a new run in an out_dir that holds one (its checkpoints and logs are deleted)")
     p.add_argument("--stop-at", type=int, default=None, metavar="N",
                    help="stop (with a checkpoint) after iteration N; --resume continues later")
     p.add_argument("--max-minutes", type=float, default=None,
@@ -30,33 +33,24 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+@tool("python -m flownet_ros.train")
 def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
-    try:
-        cfg = load_config(args.config, args.overrides)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    from flownet_ros.models.checkpoint import CheckpointError  # heavy imports after argument checks
-    from flownet_ros.train.trainer import CHECKPOINT, Trainer
+    cfg = load_config(args.config, args.overrides)
+    from flownet_ros.train.trainer import CHECKPOINT, Trainer, claim_out_dir  # heavy imports after argument checks
+
+    claim_out_dir(Path(cfg["train"]["out_dir"]), resume=bool(args.resume), overwrite=args.overwrite)
 
     command = "python -m flownet_ros.train " + " ".join(shlex.quote(a) for a in
                                                         (sys.argv[1:] if argv is None else argv))
-    try:
-        trainer = Trainer(cfg, command=command, config_path=args.config)
-    except (CheckpointError, ValueError, TypeError, OSError) as exc:  # model.init, datasets, photos
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    trainer = Trainer(cfg, command=command, config_path=args.config)
     try:
         if args.resume:
             path = Path(cfg["train"]["out_dir"]) / CHECKPOINT if args.resume == "auto" else Path(args.resume)
             trainer.resume(path)
         summary = trainer.fit(stop_at=args.stop_at, max_minutes=args.max_minutes, progress=not args.no_progress)
-    except CheckpointError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
     finally:
         trainer.close()
     if trainer.env.is_main:

@@ -139,8 +139,35 @@ def load_config(path=None, overrides: Iterable[str] = ()) -> Dict[str, Any]:
     return cfg
 
 
-def check_config(cfg: Mapping[str, Any]) -> None:
-    """Raise ConfigError on values the trainer cannot use."""
+def _coerce_scalars(cfg: Dict[str, Any], defaults: Mapping[str, Any] = DEFAULTS, where: tuple = ()) -> None:
+    """Give every number and flag the type of its default (``lr: 1e-4``, which YAML reads as a string,
+    becomes 1e-4); a value that is not one raises ConfigError naming the key."""
+    for key, default in defaults.items():
+        path = where + (key,)
+        if path in FREE_FORM:
+            continue
+        if isinstance(default, dict):
+            _coerce_scalars(cfg[key], default, path)
+            continue
+        value, kind = cfg[key], type(default)
+        if kind not in (bool, int, float) or (type(value) is kind):
+            continue
+        ok = kind is not bool and not isinstance(value, bool) and isinstance(value, (int, float, str))
+        try:
+            converted = kind(value) if ok else None
+            ok = ok and (kind is float or float(value) == converted)  # 2.5 is no iteration count
+        except (TypeError, ValueError, OverflowError):
+            ok = False
+        if not ok:
+            what = {bool: "true or false", int: "an integer", float: "a number"}[kind]
+            raise ConfigError(f"{'.'.join(path)} must be {what}, got {value!r}")
+        cfg[key] = converted
+
+
+def check_config(cfg: Dict[str, Any]) -> None:
+    """Raise ConfigError on values the trainer cannot use (naming the key)."""
+    _coerce_scalars(cfg)
+
     def need(cond: bool, msg: str) -> None:
         if not cond:
             raise ConfigError(msg)

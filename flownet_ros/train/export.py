@@ -18,6 +18,7 @@ from typing import Dict, Sequence, Tuple, Union
 
 import torch
 
+from flownet_ros.cli import tool
 from flownet_ros.models.checkpoint import ModelSpec, load_state_strict, save_checkpoint
 
 PathLike = Union[str, Path]
@@ -64,6 +65,7 @@ def export(src: Union[PathLike, Sequence[PathLike]], dst, half: bool = True, not
     return save_checkpoint(dst, model, spec, half=half)
 
 
+@tool("python -m flownet_ros.train.export")
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m flownet_ros.train.export", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import shutil
 import sys
 import time
 from dataclasses import replace
@@ -36,7 +38,7 @@ from flownet_ros.models.checkpoint import (
     save_checkpoint,
 )
 from flownet_ros.train import distributed as D
-from flownet_ros.train.config import dump_config
+from flownet_ros.train.config import ConfigError, dump_config
 from flownet_ros.train.data import BatchSource, collate, describe_dataset
 from flownet_ros.train.loss import MultiScaleEPE
 from flownet_ros.train.schedule import PaperSchedule
@@ -46,6 +48,22 @@ from flownet_ros.train.tensorboard import TrainLog
 log = logging.getLogger("flownet_ros.train")
 CHECKPOINT = "checkpoint.pt"
 FINAL = "final.pt"
+
+
+def claim_out_dir(out_dir: Path, resume: bool, overwrite: bool) -> None:
+    """Refuse to start a new run where one is (its checkpoints would be replaced at the first save) unless
+    ``resume`` (continue it) or ``overwrite`` (its checkpoints and TensorBoard logs are deleted here, by rank 0)."""
+    held = [n for n in (CHECKPOINT, FINAL) if (out_dir / n).exists()]
+    if not held or resume:
+        return
+    if not overwrite:
+        raise ConfigError(f"train.out_dir {out_dir} holds a run ({', '.join(held)}): continue it with --resume, "
+                          "start over in it with --overwrite, or set another train.out_dir")
+    if int(os.environ.get("RANK", "0")) == 0:  # torchrun: one process deletes
+        for old in [*held, *(p.name for p in out_dir.glob("checkpoint_*.pt"))]:
+            (out_dir / old).unlink(missing_ok=True)
+        shutil.rmtree(out_dir / "tb", ignore_errors=True)  # flownet_ros.train.tensorboard
+        log.info("--overwrite: removed the previous run's checkpoints and logs from %s", out_dir)
 
 
 def param_groups(model: torch.nn.Module, weight_decay: float) -> List[Dict[str, Any]]:
