@@ -13,7 +13,8 @@ import pytest
 
 from flownet_ros.ros.dds import VARIABLES, local_discovery, with_profile
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[1]  # not from helpers: it imports torch, due after OMP_WAIT_POLICY
+
 # Idle OpenMP threads sleep instead of spinning (as in the node): on a 2-core CI machine the test process,
 # the node subprocesses it starts and torch's spinning workers would otherwise take turns for whole time
 # slices (docs/node.md, CPU use). Before torch is imported by any test module.

@@ -5,18 +5,12 @@ import argparse
 
 import numpy as np
 import pytest
+from helpers import textured
 
 from flownet_ros.inference import BACKENDS, Backend, Estimator, EstimatorSpec, build_estimator
 from flownet_ros.inference.factory import add_estimator_arguments, baselines, specs_from_args
 from flownet_ros.ros.node import estimator_spec, runtime_settings
 from flownet_ros.ros.parameters import DEFAULTS, PARAM_BY_NAME
-
-
-def textured(h=64, w=96, seed=0):
-    rng = np.random.default_rng(seed)
-    import cv2
-
-    return cv2.GaussianBlur(rng.integers(0, 255, (h, w, 3), dtype=np.uint8), (5, 5), 1.0)
 
 
 @pytest.mark.parametrize("name", sorted(BACKENDS))

@@ -3,15 +3,13 @@ asserted), and a backend that computes a different function is reported, not tim
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 
 import torch
+from helpers import REPO
 
 from flownet_ros.bench import correlation as bench_corr
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def run_bench(*args):

@@ -1,9 +1,8 @@
 """The package builds with real colcon (PyPI colcon-common-extensions) and installs what `ros2 run`/launch need."""
 
 import os
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from helpers import REPO
 
 
 def test_colcon_build_installs_executables_and_share_files(colcon_workspace):

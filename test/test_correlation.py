@@ -13,12 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import REPO, rand_pair
 
 from flownet_ros.ops import correlation, correlation_backend, correlation_reference, correlation_status
 from flownet_ros.ops.correlation import compiled_available
 from flownet_ros.ops.shapes import output_shape
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # (shape [B, C, H, W], max_displacement, stride2, kernel_size, stride1)
 CONFIGS = [
@@ -65,13 +64,6 @@ def cpu_op():
     if not compiled_available("cpu"):
         pytest.fail(f"compiled CPU correlation extension unavailable: {correlation_status()}")
     return torch.ops.flownet_ros.correlation
-
-
-def rand_pair(shape, dtype=torch.float64, seed=0, requires_grad=False):
-    g = torch.Generator().manual_seed(seed)
-    f1 = torch.randn(shape, generator=g, dtype=dtype).requires_grad_(requires_grad)
-    f2 = torch.randn(shape, generator=g, dtype=dtype).requires_grad_(requires_grad)
-    return f1, f2
 
 
 @pytest.mark.parametrize("cfg", CONFIGS[:6], ids=IDS[:6])
@@ -234,7 +226,7 @@ def test_flownetc_runs_with_compiled_op(cpu_op, monkeypatch):
 
 
 def _run_python(code, **env):
-    full_env = dict(os.environ, PYTHONPATH=REPO, **env)
+    full_env = dict(os.environ, PYTHONPATH=str(REPO), **env)
     return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
                           env=full_env, cwd=REPO, timeout=300)
 

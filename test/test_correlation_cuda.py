@@ -3,6 +3,7 @@ work, otherwise these tests FAIL). Run by scripts/gpu_check.sh."""
 
 import pytest
 import torch
+from helpers import rand_pair
 
 from flownet_ros.ops import correlation, correlation_backend, correlation_reference, correlation_status
 from flownet_ros.ops.correlation import compiled_available
@@ -32,11 +33,8 @@ def cuda_op():
     return torch.ops.flownet_ros.correlation
 
 
-def rand_pair(shape, dtype, seed=0, requires_grad=False):
-    g = torch.Generator().manual_seed(seed)
-    f1 = torch.randn(shape, generator=g, dtype=torch.float64)
-    f2 = torch.randn(shape, generator=g, dtype=torch.float64)
-    return (f1.to("cuda", dtype).requires_grad_(requires_grad), f2.to("cuda", dtype).requires_grad_(requires_grad))
+def rand_pair_cuda(shape, dtype, seed=0, requires_grad=False):
+    return rand_pair(shape, dtype, seed, requires_grad, device="cuda")
 
 
 def fwd_bwd(fn, f1, f2, cfg, grad):
@@ -55,7 +53,7 @@ def test_backend_is_cuda(cuda_op):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("cfg", CONFIGS, ids=IDS)
 def test_matches_reference(cuda_op, cfg, dtype):
-    f1, f2 = rand_pair(cfg[0], dtype)
+    f1, f2 = rand_pair_cuda(cfg[0], dtype)
     grad = torch.randn(output_shape(*cfg), device="cuda", dtype=torch.float64)
     got = fwd_bwd(correlation, f1, f2, cfg, grad)
     want = fwd_bwd(correlation_reference, f1.double(), f2.double(), cfg, grad)
@@ -68,7 +66,7 @@ def test_matches_reference(cuda_op, cfg, dtype):
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("cfg", [CONFIGS[1], CONFIGS[2], CONFIGS[3]], ids=[IDS[1], IDS[2], IDS[3]])
 def test_half_precision_accumulates_in_float32(cuda_op, cfg, dtype):
-    f1, f2 = rand_pair(cfg[0], dtype)
+    f1, f2 = rand_pair_cuda(cfg[0], dtype)
     grad = torch.randn(output_shape(*cfg), device="cuda", dtype=torch.float64)
     got = fwd_bwd(correlation, f1, f2, cfg, grad.to(dtype))
     # Same rounded inputs and gradient, exact arithmetic: only output rounding (and fp32 sums) differ.
@@ -82,7 +80,7 @@ def test_half_precision_accumulates_in_float32(cuda_op, cfg, dtype):
 def test_half_precision_large_channel_count(cuda_op):
     # C = 1024 of values ~ 4: per-channel fp16 sums would lose ~3 digits; fp32 accumulation does not.
     cfg = ((1, 1024, 6, 9), 2, 1, 1, 1)
-    f1, f2 = rand_pair(cfg[0], torch.float16)
+    f1, f2 = rand_pair_cuda(cfg[0], torch.float16)
     f1, f2 = f1 + 4, f2 + 4
     out = correlation(f1, f2, 2, 1)
     ref = correlation_reference(f1.double(), f2.double(), 2, 1)
@@ -90,7 +88,7 @@ def test_half_precision_large_channel_count(cuda_op):
 
 
 def test_non_contiguous_inputs_and_grad(cuda_op):
-    base1, base2 = rand_pair((2, 12, 9, 14), torch.float32)
+    base1, base2 = rand_pair_cuda((2, 12, 9, 14), torch.float32)
     f1 = base1[:, ::2].detach().requires_grad_(True)
     f2 = base2.contiguous(memory_format=torch.channels_last)[:, 1::2].detach().requires_grad_(True)
     out = correlation(f1, f2, 4, 2)
@@ -106,7 +104,7 @@ def test_non_contiguous_inputs_and_grad(cuda_op):
 def test_batch_split_over_grid_limit(cuda_op):
     # B * D > 65535 (forward grid z) and B > 65535 (backward grid z): several launches.
     cfg = ((70000, 3, 1, 2), 1, 1, 1, 1)
-    f1, f2 = rand_pair(cfg[0], torch.float32)
+    f1, f2 = rand_pair_cuda(cfg[0], torch.float32)
     grad = torch.randn(output_shape(*cfg), device="cuda", dtype=torch.float64)
     got = fwd_bwd(correlation, f1, f2, cfg, grad)
     want = fwd_bwd(correlation_reference, f1, f2, cfg, grad)
@@ -115,7 +113,7 @@ def test_batch_split_over_grid_limit(cuda_op):
 
 
 def test_runs_on_current_stream(cuda_op):
-    f1, f2 = rand_pair((2, 32, 16, 24), torch.float32)
+    f1, f2 = rand_pair_cuda((2, 32, 16, 24), torch.float32)
     ref = correlation_reference(f1 * 2, f2, 4, 2)
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
@@ -131,13 +129,13 @@ def test_runs_on_current_stream(cuda_op):
 @pytest.mark.parametrize("cfg", [((1, 3, 4, 5), 2, 1, 1, 1), ((2, 2, 5, 4), 2, 2, 3, 2)])
 def test_gradcheck_float64(cuda_op, cfg):
     shape, md, s2, k, s1 = cfg
-    f1, f2 = rand_pair(shape, torch.float64, requires_grad=True)
+    f1, f2 = rand_pair_cuda(shape, torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda a, b: cuda_op(a, b, md, s2, k, s1), (f1, f2))
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
 def test_opcheck(cuda_op, dtype):
-    f1, f2 = rand_pair((2, 5, 6, 7), dtype, requires_grad=True)
+    f1, f2 = rand_pair_cuda((2, 5, 6, 7), dtype, requires_grad=True)
     torch.library.opcheck(torch.ops.flownet_ros.correlation.default, (f1, f2, 3, 1, 1, 1))
     grad = torch.randn(output_shape((2, 5, 6, 7), 3, 1, 1, 1), device="cuda", dtype=dtype)
     torch.library.opcheck(torch.ops.flownet_ros.correlation_backward.default,
@@ -147,7 +145,7 @@ def test_opcheck(cuda_op, dtype):
 def test_torch_compile_smoke(cuda_op):
     from test_correlation import check_compiled_matches_eager
 
-    check_compiled_matches_eager(*rand_pair((2, 8, 9, 10), torch.float32, requires_grad=True))
+    check_compiled_matches_eager(*rand_pair_cuda((2, 8, 9, 10), torch.float32, requires_grad=True))
 
 
 def test_flownetc_cuda_matches_cpu(cuda_op):
@@ -174,7 +172,7 @@ def test_benchmark_rivals_compute_the_same_function(cuda_op, name):
         fn = RIVALS[name](20, 2)
     except ImportError as exc:
         pytest.skip(f"{name} not installed: {exc}")
-    f1, f2 = rand_pair((2, 32, 12, 20), torch.float32, requires_grad=True)
+    f1, f2 = rand_pair_cuda((2, 32, 12, 20), torch.float32, requires_grad=True)
     grad = torch.randn(output_shape((2, 32, 12, 20), 20, 2, 1, 1), device="cuda")
     got = fwd_bwd(lambda a, b, *cfg: fn(a, b), f1, f2, ((2, 32, 12, 20), 20, 2, 1, 1), grad)
     want = fwd_bwd(correlation, f1, f2, ((2, 32, 12, 20), 20, 2, 1, 1), grad)

@@ -4,7 +4,7 @@ flow untouched."""
 import numpy as np
 import pytest
 import torch
-from test_data_generator import NO_CAMERA
+from helpers import NO_CAMERA
 
 from flownet_ros.data.augment import Augmentor, sample_flow
 from flownet_ros.data.generator import GeneratedFlowDataset

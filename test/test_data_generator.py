@@ -8,16 +8,14 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from helpers import NO_CAMERA
 
 from flownet_ros.data.generator import GeneratedFlowDataset, SceneConfig, SceneGenerator, export_chairs
-from flownet_ros.data.photometric import CameraConfig
 from flownet_ros.data.photos import skimage_photos
 from flownet_ros.flow import read_flo
 from flownet_ros.flow.warping import inside_mask, warp_backward
 
 SIZE = (96, 128)
-NO_CAMERA = CameraConfig(gain_std=0.0, offset_std=0.0, gamma=(1.0, 1.0), blur_prob=0.0, noise=(0.0, 0.0),
-                         jpeg_prob=0.0)
 
 
 @pytest.fixture(scope="module")

@@ -28,7 +28,6 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
 FENCE = re.compile(r"^(?P<indent>[ ]*)```(?P<lang>bash|python)\s*$")
 MARKER = re.compile(r"<!--\s*doc-test:\s*(?P<kind>[\w-]+)")
 KINDS = ("run", "robot", "long", "background", "quick-start")

@@ -11,11 +11,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import REPO
 
 from flownet_ros.ops import build
 from flownet_ros.ops.correlation import compiled_available
 
-REPO = Path(__file__).resolve().parents[1]
 PROBE = ("import sys, flownet_ros; from flownet_ros.ops import correlation_backend, build; "
          "print(correlation_backend(), sys.prefix, flownet_ros.__file__, build.cached_library(False))")
 

@@ -19,11 +19,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from helpers import REPO
 
 from flownet_ros.ros.launch_setup import parameter_overrides, profile_to_set, resolve, rviz_config
 from flownet_ros.ros.parameters import PARAMS, params_yaml
 
-REPO = Path(__file__).resolve().parents[1]
 STAND_INS = REPO.parent / "shared" / "ros2-cli" / "stand_ins"
 ROS2 = shutil.which("ros2") or str(Path(sys.executable).with_name("ros2"))
 H, W = 64, 96

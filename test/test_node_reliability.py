@@ -1,5 +1,5 @@
 """Defects a reliability probe found in flownet_node (issue 24), each tested over real DDS: the node runs as
-`python -m flownet_ros.ros.node` in its own process (helpers of test_ros_node.py), this test process
+`python -m flownet_ros.ros.node` in its own process (test/ros_helpers.py), this test process
 publishes and listens with rclpy (own ROS_DOMAIN_ID from conftest).
 """
 
@@ -18,11 +18,12 @@ import numpy as np
 import pytest
 import rclpy
 import torch
+from helpers import REPO, textured
 from rclpy.parameter import Parameter
 from rclpy.parameter_client import AsyncParameterClient
 from rclpy.qos import qos_profile_sensor_data
+from ros_helpers import RELIABLE, WAIT, Client, NodeProcess, ns_time, raw_msg
 from sensor_msgs.msg import CompressedImage, Image
-from test_ros_node import RELIABLE, REPO, WAIT, Client, NodeProcess, ns_time, raw_msg, textured
 
 from flownet_ros.evaluation.scoring import Series, score_pair, summarize
 from flownet_ros.models import ModelSpec, build_model, save_checkpoint

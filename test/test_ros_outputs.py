@@ -6,8 +6,9 @@ from collections import defaultdict
 import numpy as np
 import pytest
 import rclpy
+from helpers import textured
+from ros_helpers import FRAME_ID, RELIABLE, Client, NodeProcess, ns_time, raw_msg, stamp_of
 from sensor_msgs.msg import Image
-from test_ros_node import FRAME_ID, RELIABLE, Client, NodeProcess, ns_time, raw_msg, stamp_of, textured
 
 from flownet_ros.imaging.decode import image_msg_to_array
 

@@ -7,6 +7,7 @@ import time
 import numpy as np
 import pytest
 import torch
+from helpers import textured
 
 from flownet_ros.inference import FlowEstimator
 from flownet_ros.inference.classic import DISEstimator
@@ -18,11 +19,6 @@ from flownet_ros.ros.worker import LatestQueue, Worker
 
 S = 1_000_000_000
 
-
-def textured(h=64, w=96, seed=0):
-    import cv2
-    rng = np.random.default_rng(seed)
-    return cv2.GaussianBlur(rng.integers(0, 256, (h, w, 3), dtype=np.uint8), (5, 5), 0)
 
 
 def frame(t_s, img=None, encoding="rgb8", seq=0):
@@ -41,7 +37,7 @@ def test_pairs_consecutive_frames():
 
 
 @pytest.mark.parametrize("second,reason", [
-    (frame(0.1, textured(32, 96)), "image size changed from 96x64 to 96x32"),
+    (frame(0.1, textured(h=32, w=96)), "image size changed from 96x64 to 96x32"),
     (frame(0.1, encoding="bgr8"), "encoding changed"),
     (frame(-5.0), "stamp went back by 5.000 s"),
     (frame(1.5), "stamp gap 1.500 s exceeds max_frame_gap 1 s"),
@@ -242,7 +238,7 @@ def test_pipeline_backward_flow_only_for_confidence_occlusion_or_moving():
     forward = est.flow
     est.flow = lambda a, b: calls.append(1) or forward(a, b)
     pipe = FlowPipeline(est, FramePairer(1.0))
-    img = textured(96, 128, seed=3)
+    img = textured(3, 96, 128)
     pipe.process(frame(0.0, img))
     r = pipe.process(frame(0.1, np.roll(img, 2, axis=1)))
     assert r.confidence is None and r.occlusion is None and r.moving is None and len(calls) == 1

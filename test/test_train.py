@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from helpers import tiny_config
 
 from flownet_ros.models import load_checkpoint
 from flownet_ros.train import ConfigError, MultiScaleEPE, PaperSchedule, load_config
@@ -123,25 +124,6 @@ def test_config_defaults_overrides_and_errors(tmp_path, repo):
 
 
 # ----------------------------------------------------------------------------- training runs
-def tiny_config(tmp_path, name="run", **train):
-    """64x64 generated pairs (scikit-image's photos), FlowNetC width 0.125: a few iterations take seconds."""
-    cfg = {
-        "model": {"arch": "flownetc", "width": 0.125},
-        "data": {"train": {"type": "generated", "size": [64, 64], "length": 4, "seed": 0, "photos": "skimage",
-                           "motion_px": [8.0, 60.0]},  # 1-7.5 px at 64x64
-                 "val": {"type": "generated", "size": [64, 64], "length": 2, "seed": 99, "photos": "skimage"},
-                 "augment": None, "batch_size": 4, "num_workers": 0},
-        "optim": {"lr": 3.0e-3},
-        "schedule": {"warmup_start_lr": 1.0e-4, "warmup_iters": 2},
-        "train": {"iterations": 20, "seed": 0, "threads": 1, "out_dir": str(tmp_path / name),
-                  "checkpoint_every": 2, "log_every": 5, "val_every": 10, "device": "cpu"},
-    }
-    cfg["train"].update(train)
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
-
-
 def batch_loss(checkpoint, data_cfg):
     """Multi-scale loss of a checkpoint on the 4 fixed training pairs (train-mode outputs)."""
     from flownet_ros.data import build_dataset

@@ -7,7 +7,7 @@ import sys
 
 import torch
 import yaml
-from test_train import tiny_config
+from helpers import tiny_config
 
 
 def free_port() -> int:
