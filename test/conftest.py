@@ -68,6 +68,31 @@ def copy_package():
 
 
 @pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> str:
+    """A FlowNetC of width 0.125 with seeded random weights, saved as the package saves checkpoints."""
+    import torch
+
+    from flownet_ros.models import ModelSpec, save_checkpoint
+
+    torch.manual_seed(0)
+    spec = ModelSpec(width=0.125)
+    return str(save_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pt", spec.build(), spec))
+
+
+@pytest.fixture(scope="module")
+def client():
+    """An rclpy node that publishes frames and collects the flownet nodes' outputs (ros_helpers.Client)."""
+    import rclpy
+    from ros_helpers import Client
+
+    rclpy.init()
+    node = Client()
+    yield node
+    node.destroy_node()
+    rclpy.shutdown()
+
+
+@pytest.fixture(scope="session")
 def colcon_workspace(tmp_path_factory) -> Path:
     """The package built once per test run with real colcon (PyPI colcon-common-extensions) into a temporary
     workspace, as on a robot; shared by the colcon and ``ros2 launch`` tests (one build of the extension)."""

@@ -16,13 +16,12 @@ import time
 import cv2
 import numpy as np
 import pytest
-import rclpy
 import torch
 from helpers import REPO, textured
 from rclpy.parameter import Parameter
 from rclpy.parameter_client import AsyncParameterClient
 from rclpy.qos import qos_profile_sensor_data
-from ros_helpers import RELIABLE, WAIT, Client, NodeProcess, ns_time, raw_msg
+from ros_helpers import RELIABLE, WAIT, NodeProcess, ns_time, raw_msg
 from sensor_msgs.msg import CompressedImage, Image
 
 from flownet_ros.evaluation.scoring import Series, score_pair, summarize
@@ -41,22 +40,6 @@ def nan_ckpt(tmp_path_factory):
         for p in model.parameters():
             p.fill_(math.nan)
     return save_checkpoint(tmp_path_factory.mktemp("nan") / "nan.pt", model, ModelSpec(width=0.125))
-
-
-@pytest.fixture(scope="module")
-def ckpt_tiny(tmp_path_factory):
-    torch.manual_seed(0)
-    model = build_model("flownetc", 0.125, False, "flownet2", 20.0)
-    return save_checkpoint(tmp_path_factory.mktemp("tiny") / "tiny.pt", model, ModelSpec(width=0.125))
-
-
-@pytest.fixture(scope="module")
-def client():
-    rclpy.init()
-    node = Client()
-    yield node
-    node.destroy_node()
-    rclpy.shutdown()
 
 
 def connect(client, proc, ns, msg_type=Image, topic="image", reliable=False):
@@ -214,12 +197,12 @@ def rss_mb(pid: int) -> float:
         return next(int(line.split()[1]) for line in fh if line.startswith("VmRSS")) / 1024.0
 
 
-def test_memory_returns_after_frames_of_changing_size(client, ckpt_tiny, tmp_path):
+def test_memory_returns_after_frames_of_changing_size(client, tiny_checkpoint, tmp_path):
     """Soak: a new frame size every pair (up to 3 MP) left the node ~350 MB above its VGA steady state once
     back at VGA; the heap's free pages are now returned after each size change (about 130 MB remain here,
     not attributed: Fast DDS's sample buffers at the largest size seen are the likely holder)."""
     ns = "soak"
-    proc = NodeProcess(tmp_path, ns, "-p", f"checkpoint:={ckpt_tiny}", "-p", "threads:=1", "-p",
+    proc = NodeProcess(tmp_path, ns, "-p", f"checkpoint:={tiny_checkpoint}", "-p", "threads:=1", "-p",
                        "max_frame_gap:=0.0", "-p", "reliability:=reliable")
     sent = [0]
 
@@ -250,10 +233,10 @@ def test_memory_returns_after_frames_of_changing_size(client, ckpt_tiny, tmp_pat
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o027])
-def test_exported_models_follow_the_umask(tmp_path, ckpt_tiny, umask):
+def test_exported_models_follow_the_umask(tmp_path, tiny_checkpoint, umask):
     """Checkpoints and exported models were 0600 (mkstemp): a robot's service account could not read them."""
     code = (f"import os, sys; os.umask({umask}); from flownet_ros.train.export import main; "
-            f"sys.exit(main([{str(ckpt_tiny)!r}, {str(tmp_path / 'out.pt')!r}]))")
+            f"sys.exit(main([{str(tiny_checkpoint)!r}, {str(tmp_path / 'out.pt')!r}]))")
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, capture_output=True, timeout=300)
     assert stat.S_IMODE(os.stat(tmp_path / "out.pt").st_mode) == 0o666 & ~umask
 

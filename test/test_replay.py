@@ -27,20 +27,6 @@ N = 5
 SIZE = (48, 64)
 
 
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory):
-    import torch
-
-    from flownet_ros.models import save_checkpoint
-    from flownet_ros.models.checkpoint import ModelSpec
-
-    torch.manual_seed(0)
-    spec = ModelSpec(width=0.125)
-    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
-    save_checkpoint(path, spec.build(), spec)
-    return str(path)
-
-
 def input_stamps(bag):
     with BagReader(bag) as b:
         return [m.stamp_ns for m in b.messages([IMAGE_TOPIC])]

@@ -16,7 +16,6 @@ import cv2
 import numpy as np
 import pytest
 import rclpy
-import torch
 from helpers import REPO, textured
 from rclpy.parameter import Parameter
 from rclpy.parameter_client import AsyncParameterClient
@@ -27,23 +26,15 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from flownet_ros.flow.colour import flow_to_color
 from flownet_ros.flow.motion import fit_motion, intrinsics_from_k
 from flownet_ros.imaging.decode import image_msg_to_array, image_msg_to_flow
-from flownet_ros.models import ModelSpec, build_model, save_checkpoint
 
 H, W = 64, 96  # the size of textured() frames
 
 
 @pytest.fixture(scope="module")
-def ckpt(tmp_path_factory):
-    torch.manual_seed(0)
-    model = build_model("flownetc", 0.125, False, "flownet2", 20.0)
-    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pt", model, ModelSpec(width=0.125))
-
-
-@pytest.fixture(scope="module")
-def nodes(ckpt, tmp_path_factory):
+def nodes(tiny_checkpoint, tmp_path_factory):
     """All node configurations, started together so their start-up overlaps."""
     tmp = tmp_path_factory.mktemp("nodes")
-    c = f"checkpoint:={ckpt}"
+    c = f"checkpoint:={tiny_checkpoint}"
     procs = {
         "be": NodeProcess(tmp, "be", "-p", c, "-r", "image:=/be_cam/image_raw",
                           "-r", "camera_info:=/be_cam/camera_info"),
@@ -303,7 +294,7 @@ def test_dis_backend(client, nodes):
     assert math.isfinite(float(d["motion_inlier_fraction"]))
 
 
-def test_startup_failures_exit_nonzero_with_message(ckpt, tmp_path):
+def test_startup_failures_exit_nonzero_with_message(tiny_checkpoint, tmp_path):
     """Missing / corrupt checkpoint, bad parameter values, a bad or missing params file, a malformed -p, an
     inference size beyond max_pixels: exit code 2 and one clear line, no traceback."""
     corrupt = tmp_path / "corrupt.pt"
@@ -313,13 +304,14 @@ def test_startup_failures_exit_nonzero_with_message(ckpt, tmp_path):
     cases = [
         (["-p", f"checkpoint:={tmp_path / 'nope.pt'}"], "file not found"),
         (["-p", f"checkpoint:={corrupt}"], "damaged or truncated PyTorch zip archive"),
-        (["-p", f"checkpoint:={ckpt}", "-p", "transport:=carrier_pigeon"], "transport must be one of raw, compressed"),
-        (["-p", f"checkpoint:={ckpt}", "-p", "depth:=0"], "out of range"),
-        (["-p", f"checkpoint:={ckpt}", "-p", "max_frame_gap:=2"], "decimal point"),
+        (["-p", f"checkpoint:={tiny_checkpoint}", "-p", "transport:=carrier_pigeon"],
+         "transport must be one of raw, compressed"),
+        (["-p", f"checkpoint:={tiny_checkpoint}", "-p", "depth:=0"], "out of range"),
+        (["-p", f"checkpoint:={tiny_checkpoint}", "-p", "max_frame_gap:=2"], "decimal point"),
         (["-p", "nocolon"], "Couldn't parse parameter override rule: '-p nocolon'"),
         (["--params-file", str(tmp_path / "missing.yaml")], "Error opening YAML file"),
         (["--params-file", str(bad_yaml)], "Couldn't parse params file"),
-        (["-p", f"checkpoint:={ckpt}", "-p", "inference_height:=2048", "-p", "inference_width:=2048"],
+        (["-p", f"checkpoint:={tiny_checkpoint}", "-p", "inference_height:=2048", "-p", "inference_width:=2048"],
          "exceeds max_pixels"),
     ]
     # -X faulthandler: if a process ever hangs (seen once in CI-like conditions, not reproduced), SIGABRT
@@ -490,14 +482,14 @@ def test_no_work_for_outputs_nobody_subscribes_to(client, tmp_path):
         assert node.stop() == 0, node.log()[-4000:]
 
 
-def test_compiling_at_start_is_reported_and_images_wait_for_it(client, ckpt, tmp_path):
+def test_compiling_at_start_is_reported_and_images_wait_for_it(client, tiny_checkpoint, tmp_path):
     """Without a prebuilt or cached correlation library the node compiles it first: the diagnostics say
     so (WARN), the image topic is subscribed only afterwards, and then the first pair gives a flow."""
     from flownet_ros.ops import build
 
     if build.prebuilt_library(False) is not None:
         pytest.skip("a prebuilt library is installed next to the package: nothing to compile")
-    node = NodeProcess(tmp_path, "cold", "-p", f"checkpoint:={ckpt}", "-p", "device:=cpu",
+    node = NodeProcess(tmp_path, "cold", "-p", f"checkpoint:={tiny_checkpoint}", "-p", "device:=cpu",
                        env={"FLOWNET_ROS_BUILD_DIR": str(tmp_path / "empty_cache")})
     try:
         pub = client.create_publisher(Image, "/cold/image", RELIABLE)

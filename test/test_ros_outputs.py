@@ -4,23 +4,11 @@ process, as in test_ros_node.py; DIS backend, so no correlation extension is nee
 from collections import defaultdict
 
 import numpy as np
-import pytest
-import rclpy
 from helpers import textured
-from ros_helpers import FRAME_ID, RELIABLE, Client, NodeProcess, ns_time, raw_msg, stamp_of
+from ros_helpers import FRAME_ID, RELIABLE, NodeProcess, ns_time, raw_msg, stamp_of
 from sensor_msgs.msg import Image
 
 from flownet_ros.imaging.decode import image_msg_to_array
-
-
-@pytest.fixture(scope="module")
-def client():
-    rclpy.init()
-    node = Client()
-    yield node
-    node.destroy_node()
-    rclpy.shutdown()
-
 
 
 def moving_object_frames(n, h=128, w=160):
