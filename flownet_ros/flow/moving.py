@@ -121,7 +121,7 @@ def fit_camera_model(flow: np.ndarray, threshold: float = THRESHOLD_PX, intrinsi
     cv2.setRNGSeed(seed)
     fits = [(kind, m, model_residual(kind, m, x1.astype(np.float64), x2.astype(np.float64)))
             for kind, m in _candidates(x1, x2, threshold, intrinsics)]
-    sigma = threshold / 2.0
+    sigma = threshold / 4.0  # noise floor: exact (synthetic) flow must not make a poor homography look good
     for kind, _, e in fits:
         if kind != "homography" and (e < 3 * threshold).any():
             sigma = max(sigma, 1.4826 * float(np.median(e[e < 3 * threshold])))
