@@ -32,6 +32,7 @@ class Backend:
     presets: Tuple[str, ...] = ()  # its ``dis_preset`` values, when the preset selects the method itself
     node: bool = True  # offered by the node's ``backend`` parameter (False: an evaluation baseline only)
     label: str = ""  # table labels: this prefix, then the model (network backends) or the name
+    gated: bool = False  # runs the network only where DIS fails its check (``network_threshold`` applies)
 
 
 def _network(spec: Spec) -> Estimator:
@@ -83,7 +84,7 @@ BACKENDS: Dict[str, Backend] = {b.name: b for b in (
             refinable=True, bidirectional=True, resizable=True, cuda=True),
     Backend("adaptive", "OpenCV DIS first; the FlowNetC, refined by 'refine', only on pairs where DIS's flow fails "
             "a photometric check (network_threshold); every pair on CUDA", _adaptive, network=True, refinable=True,
-            bidirectional=True, resizable=True, cuda=True, label="adaptive:"),
+            bidirectional=True, resizable=True, cuda=True, label="adaptive:", gated=True),
     Backend("dis", "OpenCV DIS with dis_preset, CPU, no model", _dis, presets=tuple(DIS_PRESETS)),
     Backend("farneback", "OpenCV Farneback, CPU (evaluation baseline)", _farneback, node=False),
     Backend("zero", "zero flow (evaluation baseline)", _zero, node=False),

@@ -85,7 +85,7 @@ class EstimatorSpec:
             return b.name
         model = Path(self.checkpoint).name if self.checkpoint else "flownet"
         base = b.label + model + ("-bi" if self.bidirectional else "")
-        if b.label and self.network_threshold != NETWORK_THRESHOLD:
+        if b.gated and self.network_threshold != NETWORK_THRESHOLD:
             base += f">{self.network_threshold:g}"
         if self.inference_size:
             base += "@{}x{}".format(*self.inference_size)
@@ -173,7 +173,7 @@ def specs_from_args(args: argparse.Namespace) -> List[EstimatorSpec]:
     specs = []
     for backend, ckpt, direction, refine, size in itertools.product(args.backend, args.checkpoint or [],
                                                                     args.directions, args.refine, args.inference_size):
-        thresholds = args.network_threshold if BACKENDS[backend].label else args.network_threshold[:1]
+        thresholds = args.network_threshold if BACKENDS[backend].gated else args.network_threshold[:1]
         for preset, threshold in itertools.product(args.dis_preset if refine == "dis" else args.dis_preset[:1],
                                                    thresholds):
             specs.append(EstimatorSpec(backend=backend, checkpoint=ckpt, device=args.device, precision=args.precision,
